@@ -1,0 +1,119 @@
+"""The typed run configuration: defaults <- YAML file <- command-line options."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import MMUBenchError
+from .method import MethodConfig, UnlearningMethod
+
+
+@dataclass
+class RunConfig:
+    method: str = "npo"
+    benchmark: str = "mmu-synth"
+    model: str = "tiny-llava"
+    forget_ratio: float = 10
+    seed: int = 0
+    method_args: dict = field(default_factory=dict)  # overrides of the method's Config
+    benchmark_args: dict = field(default_factory=dict)  # e.g. num_entities, data_seed (MMU-Synth)
+    model_args: dict = field(default_factory=dict)  # e.g. path, dtype (real models)
+    tasks: list[str] | None = None  # None = every task
+    output_dir: str = "runs"
+    eval_batch_size: int = 64
+    eval_limit: int | None = None  # score at most this many items per task and format
+    min_vanilla_mc: float = 0.9  # refuse to report when the vanilla model knows less than this
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def validate(self) -> None:
+        """Checks that need no data or model: run before any work is done."""
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise MMUBenchError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+        if not isinstance(self.forget_ratio, (int, float)) or not 0 < self.forget_ratio < 100:
+            raise MMUBenchError(f"forget ratio must be a percentage in (0, 100), got {self.forget_ratio!r}")
+        if self.eval_batch_size < 1:
+            raise MMUBenchError(f"eval batch size must be at least 1, got {self.eval_batch_size}")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise MMUBenchError(f"eval limit must be at least 1, got {self.eval_limit}")
+        if not 0 <= self.min_vanilla_mc <= 1:
+            raise MMUBenchError(f"min vanilla accuracy must be in [0, 1], got {self.min_vanilla_mc}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise MMUBenchError(f"config file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise MMUBenchError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MMUBenchError(f"config file {path} must hold a mapping of options")
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise MMUBenchError(f"config file {path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return data
+
+
+def parse_assignment(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise MMUBenchError(f"{option} expects KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def coerce(value, annotation, where: str):
+    """Convert a command-line string (or YAML value) to a dataclass field's type."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return coerce(value, args[0], where)
+    if not isinstance(value, str):
+        if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if annotation in (int, float, str, bool) and not isinstance(value, annotation):
+            raise MMUBenchError(f"{where}: expected {annotation.__name__}, got {value!r}")
+        return value
+    try:
+        if annotation is bool:
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if annotation in (int, float, str):
+            return annotation(value)
+        parsed = yaml.safe_load(value)
+        return parsed
+    except ValueError as exc:
+        name = getattr(annotation, "__name__", str(annotation))
+        raise MMUBenchError(f"{where}: expected {name}, got {value!r}") from exc
+
+
+def method_config(cls: type[UnlearningMethod], benchmark: str, overrides: dict) -> MethodConfig:
+    """The method's Config: dataclass defaults <- its defaults for ``benchmark`` <- ``overrides``.
+    Unknown or ill-typed keys are errors that list the valid ones."""
+    config_cls = cls.Config
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    merged = {**cls.benchmark_defaults.get(benchmark, {}), **overrides}
+    unknown = sorted(set(merged) - fields)
+    if unknown:
+        valid = ", ".join(f"{name} ({getattr(hints[name], '__name__', hints[name])})" for name in sorted(fields))
+        raise MMUBenchError(f"method {cls.name!r}: unknown argument(s) {', '.join(unknown)}; valid: {valid}")
+    values = {k: coerce(v, hints[k], f"method {cls.name!r} argument {k!r}") for k, v in merged.items()}
+    try:
+        return config_cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise MMUBenchError(f"method {cls.name!r}: invalid configuration: {exc}") from exc

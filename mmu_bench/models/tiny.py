@@ -1,0 +1,332 @@
+"""The tiny offline MLLM: a real ``LlavaForConditionalGeneration`` built from small CLIP-vision
+and Llama configs, a word-level tokenizer and a ``LlavaProcessor``, all made without a hub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
+
+SPECIAL = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>", "image": "<image>"}
+# LLaVA-1.5's conversation format, written as a Jinja chat template over structured content.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>\n"
+    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %} "
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinyArch:
+    """Sizes of the tiny LLaVA (about half a million parameters at the defaults)."""
+
+    image_size: int = 32
+    patch_size: int = 8
+    vision_hidden: int = 64
+    vision_layers: int = 2
+    vision_heads: int = 4
+    text_hidden: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    text_intermediate: int = 256
+    max_positions: int = 256
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer over a closed vocabulary (case kept); splits off punctuation."""
+    specials = list(SPECIAL.values())
+    vocab = {tok: i for i, tok in enumerate(specials + [w for w in words if w not in specials])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL["unk"]))
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
+    )
+    core.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins with spaces, tidies " ."
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token=SPECIAL["pad"],
+        unk_token=SPECIAL["unk"],
+        bos_token=SPECIAL["bos"],
+        eos_token=SPECIAL["eos"],
+        extra_special_tokens={"image_token": SPECIAL["image"]},
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    return tokenizer
+
+
+def build_processor(words: list[str], arch: TinyArch = TinyArch()) -> LlavaProcessor:
+    size = arch.image_size
+    # The PIL backend explicitly: the same pixels whether or not torchvision is installed.
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        do_resize=True,
+        do_center_crop=True,
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=build_tokenizer(words),
+        patch_size=arch.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's class token, dropped by the "default" strategy
+        chat_template=CHAT_TEMPLATE,
+        image_token=SPECIAL["image"],
+    )
+
+
+def build_model(processor: LlavaProcessor, arch: TinyArch = TinyArch(), seed: int = 0) -> LlavaForConditionalGeneration:
+    """A randomly initialised tiny LLaVA whose vocabulary matches ``processor``."""
+    import torch
+
+    tok = processor.tokenizer
+    vision = CLIPVisionConfig(
+        hidden_size=arch.vision_hidden,
+        intermediate_size=arch.vision_hidden * 2,
+        num_hidden_layers=arch.vision_layers,
+        num_attention_heads=arch.vision_heads,
+        image_size=arch.image_size,
+        patch_size=arch.patch_size,
+        projection_dim=arch.vision_hidden,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=arch.text_hidden,
+        intermediate_size=arch.text_intermediate,
+        num_hidden_layers=arch.text_layers,
+        num_attention_heads=arch.text_heads,
+        num_key_value_heads=arch.text_heads,
+        max_position_embeddings=arch.max_positions,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        # Tied: the direction that makes the model *say* a word is the one the word *reads* as,
+        # which lets a recalled answer match its option in a multiple-choice prompt.
+        tie_word_embeddings=True,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tok.convert_tokens_to_ids(SPECIAL["image"]),
+        image_seq_length=(arch.image_size // arch.patch_size) ** 2,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.bos_token_id = tok.bos_token_id
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# The cached reference models for MMU-Synth: base -> vanilla (all entities), oracle (retained).
+
+RECIPE_VERSION = "3"  # bump whenever training code changes what a recipe produces
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    """How the tiny reference models are trained. Its hash (with the data's fingerprint and the
+    prompts) names the cache folder, so changing any of it trains new models."""
+
+    arch: TinyArch = field(default_factory=TinyArch)
+    seed: int = 0
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    base_steps: int = 700  # general skills (and other people), before any benchmark entity
+    base_people: int = 20
+    finetune_steps: int = 900  # vanilla / oracle, each from the base (general rows replayed)
+    # Letter answers to multiple-choice prompts, per pass. 0 by default: a model this small does
+    # not learn to name the option letter in a few thousand steps (see README), so the steps go
+    # to knowledge; multiple choice is scored by option log-likelihood.
+    mc_weight: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def prompt_words(prompts: dict) -> set[str]:
+    words: set[str] = set()
+    for text in prompts["prompts"].values():
+        words.update(re.findall(r"\w+|[^\w\s]", text.format(question="", options="", letter="", text="")))
+    words.update(re.findall(r"\w+|[^\w\s]", prompts["blank"]))
+    return words
+
+
+def recipe_vocabulary(prompts: dict) -> list[str]:
+    from ..data.synth import case_variants, vocabulary
+
+    return case_variants(set(vocabulary()) | prompt_words(prompts) | {"USER", "ASSISTANT", ":"})
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def training_features(rows, processor, prompts: dict, mc_weight: int) -> list[list[dict]]:
+    """Per row, its encoded (prompt, answer) pairs. The letter answer of a multiple-choice row
+    is included ``mc_weight`` times (0: never; its option-text pair always is)."""
+    from ..encoding import encode_many
+    from ..prompts import training_pairs
+
+    items, owners = [], []
+    for i, row in enumerate(rows):
+        for k, (user, answer) in enumerate(training_pairs(row, prompts)):
+            copies = mc_weight if row["format"] == "multiple_choice" and k == 0 else 1
+            if copies:
+                items.append((user, row["image"], answer))
+                owners.append((i, copies))
+    per_row: list[list[dict]] = [[] for _ in rows]
+    for (i, copies), feature in zip(owners, encode_many(processor, items)):
+        per_row[i].extend([feature] * copies)
+    return per_row
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    processor: object
+    role: str
+    path: str
+    recipe_hash: str
+
+
+class TinyLlavaProvider:
+    """``tiny-llava``: the embedded default model. ``load(role, benchmark)`` returns the cached
+    vanilla or oracle model for that benchmark, training it (and the shared base) if missing."""
+
+    name = "tiny-llava"
+    roles = ("vanilla", "oracle")
+
+    def __init__(self, progress: bool = True, **overrides):
+        self._features: dict[tuple[str, str], list] = {}  # (data, item_id) -> encoded pairs
+        arch = overrides.pop("arch", None)
+        recipe = TinyRecipe(**overrides) if overrides else TinyRecipe()
+        if arch is not None:
+            recipe = replace(recipe, arch=TinyArch(**arch) if isinstance(arch, dict) else arch)
+        self.recipe = recipe
+        self.progress = progress
+
+    # -- identities --------------------------------------------------------------------------
+    def _prompts(self) -> dict:
+        from ..tasks import default_prompts
+
+        return default_prompts()
+
+    def _base_key(self) -> dict:
+        from ..data.synth import GENERATOR_VERSION
+
+        r = self.recipe
+        return {
+            "recipe_version": RECIPE_VERSION,
+            "generator_version": GENERATOR_VERSION,
+            "arch": r.arch.as_dict(),
+            "prompts": self._prompts(),
+            **{k: getattr(r, k) for k in ("seed", "batch_size", "lr", "warmup_steps", "base_steps", "base_people", "mc_weight")},
+        }
+
+    def _key(self, role: str, benchmark) -> dict:
+        if role not in self.roles:
+            from ..errors import UnknownNameError
+
+            raise UnknownNameError("reference model", role, self.roles)
+        key = {"base": _hash(self._base_key()), "role": role, "benchmark": benchmark.name,
+               "data": benchmark.fingerprint, "finetune_steps": self.recipe.finetune_steps}
+        if role == "oracle":
+            key["forget_entities"] = list(benchmark.forget_entities)
+        return key
+
+    def path(self, role: str, benchmark) -> Path:
+        from ..storage import home
+
+        if role == "base":
+            return home() / "models" / self.name / f"base-{_hash(self._base_key())}"
+        return home() / "models" / self.name / f"{role}-{_hash(self._key(role, benchmark))}"
+
+    # -- loading and training ----------------------------------------------------------------
+    def _encode(self, rows, processor, prompts, source: str) -> list[dict]:
+        """Encoded training pairs of ``rows`` (from the data set ``source``), reusing those
+        already encoded in this process: the oracle's rows are a subset of the vanilla model's."""
+        rows = list(rows)  # decode once
+        missing = [row for row in rows if (source, row["item_id"]) not in self._features]
+        for row, encoded in zip(missing, training_features(missing, processor, prompts, self.recipe.mc_weight)):
+            self._features[(source, row["item_id"])] = encoded
+        return [feature for row in rows for feature in self._features[(source, row["item_id"])]]
+
+    def load(self, role: str, benchmark=None) -> LoadedModel:
+        path = self.path(role, benchmark)
+        if not (path / "recipe.json").exists():
+            self._train(role, benchmark)
+        processor = LlavaProcessor.from_pretrained(str(path))
+        model = LlavaForConditionalGeneration.from_pretrained(str(path))
+        model.eval()
+        recipe_hash = path.name.rsplit("-", 1)[-1]
+        return LoadedModel(model, processor, role, str(path), recipe_hash)
+
+    def _train(self, role: str, benchmark) -> None:
+        import torch
+
+        from ..data.synth import SynthConfig, generate
+        from ..storage import atomic_write_json, staging_dir
+
+        r = self.recipe
+        prompts = self._prompts()
+        started = time.time()
+        if role == "base":
+            processor = build_processor(recipe_vocabulary(prompts), r.arch)
+            model = build_model(processor, r.arch, seed=r.seed)
+            people = generate(SynthConfig(num_entities=r.base_people, seed=10_000 + r.seed, name_pool="pretrain"))
+            rows = [*people["train"], *people["general_train"]]
+            source = "base"
+            steps, desc, key = r.base_steps, "training tiny-llava base", self._base_key()
+        else:
+            base = self.load("base")
+            processor, model = base.processor, base.model
+            if benchmark.name != "mmu-synth":
+                raise ValueError(f"tiny-llava is trained for mmu-synth only, not {benchmark.name!r}")
+            rows = benchmark.vanilla_train() if role == "vanilla" else benchmark.oracle_train()
+            source = benchmark.fingerprint
+            steps, desc, key = r.finetune_steps, f"training tiny-llava {role}", self._key(role, benchmark)
+        torch.manual_seed(r.seed)
+        features = self._encode(rows, processor, prompts, source)
+        from .finetune import finetune
+
+        losses = finetune(
+            model, features, processor.tokenizer.pad_token_id, steps=steps, lr=r.lr, batch_size=r.batch_size,
+            seed=r.seed, warmup_steps=r.warmup_steps, schedule="cosine", desc=desc, progress=self.progress,
+        )
+        path = self.path(role, benchmark)
+        try:
+            with staging_dir(path) as tmp:
+                model.save_pretrained(str(tmp))
+                processor.save_pretrained(str(tmp))
+                atomic_write_json(tmp / "recipe.json", {
+                    "key": key, "recipe": r.as_dict(), "train_rows": len(rows), "train_pairs": len(features),
+                    "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+                    "seconds": round(time.time() - started, 1),
+                })
+        except FileExistsError:
+            pass  # trained meanwhile by another process: same recipe, same model

@@ -1,0 +1,153 @@
+"""Names -> methods, benchmarks and model providers, with "did you mean" errors.
+
+``--method X`` resolves, in order: an entry point named X in the group ``mmu_bench.methods``
+(the built-in baselines are registered there too), ``package.module:Class``, then
+``path/to/file.py:Class``. A broken third-party entry point only warns, so it cannot break
+``mmu-bench list`` or other methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from .errors import MMUBenchError, UnknownNameError
+from .method import UnlearningMethod
+
+METHOD_GROUP = "mmu_bench.methods"
+
+
+class PluginError(MMUBenchError):
+    """A method plugin that cannot be used; the message names the plugin, its origin and why."""
+
+
+@dataclass(frozen=True)
+class ResolvedMethod:
+    cls: type[UnlearningMethod]
+    name: str
+    origin: str  # "entry point mmu_bench.methods:npo (mmu-bench 0.1.0)", "module x.y:Z", "file ..."
+    source_file: str
+    source_sha256: str
+
+
+def _sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _check(obj, spec: str, origin: str) -> type[UnlearningMethod]:
+    if not (inspect.isclass(obj) and issubclass(obj, UnlearningMethod)):
+        raise PluginError(f"method plugin {spec!r} ({origin}): {obj!r} is not a subclass of mmu_bench.method.UnlearningMethod")
+    if obj.loss is UnlearningMethod.loss and obj.unlearn is UnlearningMethod.unlearn:
+        raise PluginError(f"method plugin {spec!r} ({origin}): implements neither loss() nor unlearn()")
+    if not obj.name:
+        raise PluginError(f"method plugin {spec!r} ({origin}): the class sets no `name`")
+    return obj
+
+
+def _resolved(cls: type[UnlearningMethod], origin: str) -> ResolvedMethod:
+    source = inspect.getsourcefile(cls) or ""
+    return ResolvedMethod(cls, cls.name, origin, source, _sha256(source) if source else "")
+
+
+def method_entry_points() -> dict:
+    return {ep.name: ep for ep in entry_points(group=METHOD_GROUP)}
+
+
+def _load_entry_point(ep) -> ResolvedMethod:
+    dist = f" ({ep.dist.name} {ep.dist.version})" if getattr(ep, "dist", None) else ""
+    origin = f"entry point {METHOD_GROUP}:{ep.name} -> {ep.value}{dist}"
+    try:
+        obj = ep.load()
+    except Exception as exc:  # any import-time failure of a plugin
+        raise PluginError(f"method plugin {ep.name!r} ({origin}) failed to import: {type(exc).__name__}: {exc}") from exc
+    return _resolved(_check(obj, ep.name, origin), origin)
+
+
+def _load_file(spec: str) -> ResolvedMethod:
+    path_text, _, attr = spec.rpartition(":")
+    path = Path(path_text).expanduser().resolve()
+    origin = f"file {path}"
+    if not path.is_file():
+        raise PluginError(f"method plugin {spec!r}: no such file {path}")
+    module_name = f"mmu_bench_plugin_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module  # dataclasses need their module registered
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise PluginError(f"method plugin {spec!r} ({origin}) failed to import: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(module, attr):
+        raise PluginError(f"method plugin {spec!r} ({origin}): the file defines no {attr!r}")
+    return _resolved(_check(getattr(module, attr), spec, origin), origin)
+
+
+def _load_module(spec: str) -> ResolvedMethod:
+    module_name, _, attr = spec.partition(":")
+    origin = f"module {module_name}"
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise PluginError(f"method plugin {spec!r} ({origin}) failed to import: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(module, attr):
+        raise PluginError(f"method plugin {spec!r} ({origin}): the module defines no {attr!r}")
+    return _resolved(_check(getattr(module, attr), spec, origin), origin)
+
+
+def resolve_method(spec: str) -> ResolvedMethod:
+    """A method by entry-point name, ``package.module:Class`` or ``path/to/file.py:Class``."""
+    if ":" in spec:
+        if spec.rpartition(":")[0].endswith(".py") or "/" in spec or "\\" in spec:
+            return _load_file(spec)
+        return _load_module(spec)
+    eps = method_entry_points()
+    if spec in eps:
+        return _load_entry_point(eps[spec])
+    raise UnknownNameError("method", spec, eps)
+
+
+def list_methods() -> list[dict]:
+    """Every registered method with its origin; broken ones are listed with their error and warn."""
+    out = []
+    for name, ep in sorted(method_entry_points().items()):
+        try:
+            resolved = _load_entry_point(ep)
+            out.append({"name": name, "origin": resolved.origin, "version": resolved.cls.version, "error": ""})
+        except PluginError as exc:
+            warnings.warn(str(exc), stacklevel=2)
+            out.append({"name": name, "origin": ep.value, "version": "", "error": str(exc)})
+    return out
+
+
+# Benchmarks and model providers: name -> "module:function" (imported lazily).
+BENCHMARKS = {
+    "mmu-synth": "mmu_bench.data.synth:load",
+}
+MODELS = {
+    "tiny-llava": "mmu_bench.models.tiny:TinyLlavaProvider",
+}
+
+
+def _import(target: str):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def benchmark_loader(name: str):
+    if name not in BENCHMARKS:
+        raise UnknownNameError("benchmark", name, BENCHMARKS)
+    return _import(BENCHMARKS[name])
+
+
+def model_provider(name: str):
+    if name not in MODELS:
+        raise UnknownNameError("model", name, MODELS)
+    return _import(MODELS[name])

@@ -1,0 +1,1 @@
+# Task definitions are YAML data; this file only lets setuptools install the folder as mmu_bench._tasks.

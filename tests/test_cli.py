@@ -1,0 +1,36 @@
+"""Command-line errors: clear, early, and with the nearest valid name."""
+
+import pytest
+
+from mmu_bench.cli import main
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    return code, capsys.readouterr()
+
+
+def test_list_shows_methods_with_origin_benchmarks_models_and_tasks(capsys):
+    code, out = run(capsys, "list")
+    assert code == 0
+    assert "npo" in out.out and "entry point mmu_bench.methods:npo" in out.out
+    for name in ("mmu-synth", "tiny-llava", "visual_forgetting", "general_utility"):
+        assert name in out.out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--method", "nop"], "unknown method 'nop'. Did you mean 'npo'?"),
+    (["--benchmark", "mmu-synthh"], "unknown benchmark 'mmu-synthh'. Did you mean 'mmu-synth'?"),
+    (["--model", "tiny-lava"], "unknown model 'tiny-lava'. Did you mean 'tiny-llava'?"),
+    (["--tasks", "visual_forgeting"], "unknown task 'visual_forgeting'. Did you mean 'visual_forgetting'?"),
+    (["--forget-ratio", "7"], "forget ratio 7 is not one of MMU-Synth's splits (5, 10, 15)"),
+    (["--forget-ratio", "-5"], "forget ratio must be a percentage"),
+    (["--seed", "-1"], "seed must be an integer"),
+    (["--seed", "one"], "--seed: expected int"),
+    (["--method-arg", "betta=1"], "unknown argument(s) betta"),
+])
+def test_bad_input_fails_fast_with_a_clear_error(capsys, tmp_path, args, message):
+    code, out = run(capsys, "run", *args, "--output-dir", str(tmp_path), "--quiet")
+    assert code == 2
+    assert message in out.err
+    assert not any(tmp_path.iterdir())  # no work was done, nothing written

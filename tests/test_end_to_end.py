@@ -1,0 +1,123 @@
+"""`mmu-bench run` end to end on a small MMU-Synth and a briefly trained tiny model."""
+
+import json
+import textwrap
+
+import pytest
+
+from mmu_bench.cli import main
+
+SMALL = [
+    "--benchmark-arg", "num_entities=20", "--benchmark-arg", "train_views=3",
+    "--benchmark-arg", "general_train_images=40", "--benchmark-arg", "general_eval_images=8",
+    "--benchmark-arg", "general_eval_sums=8",
+    "--model-arg", "base_steps=60", "--model-arg", "base_people=4", "--model-arg", "finetune_steps=300",
+    "--forget-ratio", "10", "--min-vanilla-mc", "0.5", "--quiet",
+]
+DIMENSIONS = {"visual_forgetting", "textual_retention", "retained_vqa", "general_utility"}
+
+
+def run_cli(args, out_dir):
+    return main(["run", *args, *SMALL, "--output-dir", str(out_dir)])
+
+
+def latest(out_dir, method):
+    folders = sorted((out_dir / "mmu-synth" / "tiny-llava" / method).iterdir())
+    return folders[-1]
+
+
+@pytest.fixture(scope="module")
+def ga_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert run_cli(["--method", "ga", "--method-arg", "lr=1e-3", "--method-arg", "steps=10"], out) == 0
+    return out, latest(out, "ga")
+
+
+def test_run_folder_holds_every_file(ga_run):
+    _, folder = ga_run
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "results.json", "samples.jsonl",
+                                                        "table.csv", "table.md"]
+
+
+def test_table_has_a_row_per_task_and_the_metric_columns(ga_run):
+    _, folder = ga_run
+    lines = (folder / "table.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[:3] == ["task", "dimension", "better"]
+    for column in ("mc_acc", "mc_loglik_acc", "cloze_acc", "rougeL", "score", "vanilla", "oracle", "normalised"):
+        assert column in header
+    tasks = {line.split(",")[0] for line in lines[1:]}
+    assert tasks == {"visual_forgetting", "visual_forgetting_heldout", "textual_retention", "retained_vqa",
+                     "general_utility"}
+    assert "| visual_forgetting | visual_forgetting | lower |" in (folder / "table.md").read_text()
+
+
+def test_results_record_scores_references_and_provenance(ga_run):
+    _, folder = ga_run
+    result = json.loads((folder / "results.json").read_text())
+    assert set(result["dimensions"]["unlearned"]) == DIMENSIONS
+    assert set(result["scores"]) == {"unlearned", "vanilla", "oracle"}
+    assert result["seed"] == 0 and result["method"]["name"] == "ga"
+    assert len(result["method"]["source_sha256"]) == 64
+    assert result["method"]["config"]["steps"] == 10
+    assert result["tasks"]["visual_forgetting"]["version"] == "1.1"
+    assert result["provenance"]["packages"]["torch"]
+    assert "commit" in result["provenance"]["git"]
+    assert result["provenance"]["wall_seconds"] > 0
+    assert 0.0 <= result["overall"] <= 1.0
+    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    n = sum(v["n"] for task in result["scores"]["unlearned"].values() for k, v in task.items() if k != "mc_loglik_acc")
+    assert len(samples) == n
+    assert {"task", "item_id", "prompt", "answer", "output"} <= set(samples[0])
+
+
+def test_gradient_ascent_makes_the_model_forget(ga_run):
+    _, folder = ga_run
+    result = json.loads((folder / "results.json").read_text())
+    vanilla = result["scores"]["vanilla"]["visual_forgetting"]
+    after = result["scores"]["unlearned"]["visual_forgetting"]
+    assert vanilla["mc_loglik_acc"]["mean"] >= 0.5  # the small vanilla model knew them
+    assert after["mc_loglik_acc"]["mean"] < vanilla["mc_loglik_acc"]["mean"]
+    assert result["dimensions"]["unlearned"]["visual_forgetting"] < result["dimensions"]["vanilla"]["visual_forgetting"]
+
+
+def test_same_seed_same_scores_and_a_new_folder(ga_run):
+    out, first = ga_run
+    assert run_cli(["--method", "ga", "--method-arg", "lr=1e-3", "--method-arg", "steps=10"], out) == 0
+    second = latest(out, "ga")
+    assert second != first  # never overwritten
+    a = json.loads((first / "results.json").read_text())["scores"]
+    b = json.loads((second / "results.json").read_text())["scores"]
+    assert a == b
+
+
+def test_npo_runs_end_to_end(ga_run):
+    out, _ = ga_run
+    assert run_cli(["--method", "npo", "--method-arg", "steps=3"], out) == 0
+    result = json.loads((latest(out, "npo") / "results.json").read_text())
+    assert result["method"]["config"]["beta"] == 0.4
+    assert result["training"]["steps"] == 3
+
+
+def test_interrupted_run_leaves_nothing(ga_run, tmp_path):
+    out, _ = ga_run
+    plugin = tmp_path / "interrupt.py"
+    plugin.write_text(textwrap.dedent("""
+        from mmu_bench.method import UnlearningMethod
+
+        class Interrupt(UnlearningMethod):
+            name = "interrupt"
+            def loss(self, ctx, batch):
+                raise KeyboardInterrupt
+    """))
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert run_cli(["--method", f"{plugin}:Interrupt"], out) == 130
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing new, nothing partial
+
+
+def test_a_vanilla_model_that_does_not_know_the_benchmark_is_refused(tmp_path, capsys):
+    untrained = [a if a != "finetune_steps=300" else "finetune_steps=1" for a in SMALL]
+    code = main(["run", "--method", "ga", *untrained, "--output-dir", str(tmp_path)])
+    assert code == 2
+    assert "the vanilla model does not know the benchmark" in capsys.readouterr().err
+    assert not (tmp_path / "mmu-synth").exists()
