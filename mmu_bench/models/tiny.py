@@ -156,13 +156,16 @@ class TinyRecipe:
     batch_size: int = 64
     lr: float = 2e-3
     warmup_steps: int = 50
-    base_steps: int = 700  # general skills (and other people), before any benchmark entity
+    base_steps: int = 500  # general skills (and other people), before any benchmark entity
     base_people: int = 20
-    finetune_steps: int = 900  # vanilla / oracle, each from the base (general rows replayed)
+    finetune_steps: int = 1000  # vanilla / oracle, each from the base (general rows replayed)
     # Letter answers to multiple-choice prompts, per pass. 0 by default: a model this small does
     # not learn to name the option letter in a few thousand steps (see README), so the steps go
     # to knowledge; multiple choice is scored by option log-likelihood.
     mc_weight: int = 0
+    # Text questions about entities are few next to image questions (one text row per fact and
+    # variant, one image row per fact and view): seen this many times per pass.
+    text_weight: int = 2
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -245,7 +248,8 @@ class TinyLlavaProvider:
             "generator_version": GENERATOR_VERSION,
             "arch": r.arch.as_dict(),
             "prompts": self._prompts(),
-            **{k: getattr(r, k) for k in ("seed", "batch_size", "lr", "warmup_steps", "base_steps", "base_people", "mc_weight")},
+            **{k: getattr(r, k) for k in ("seed", "batch_size", "lr", "warmup_steps", "base_steps", "base_people", "mc_weight",
+                                           "text_weight")},
         }
 
     def _key(self, role: str, benchmark) -> dict:
@@ -274,7 +278,10 @@ class TinyLlavaProvider:
         missing = [row for row in rows if (source, row["item_id"]) not in self._features]
         for row, encoded in zip(missing, training_features(missing, processor, prompts, self.recipe.mc_weight)):
             self._features[(source, row["item_id"])] = encoded
-        return [feature for row in rows for feature in self._features[(source, row["item_id"])]]
+        weight = {True: self.recipe.text_weight, False: 1}
+        return [feature for row in rows
+                for _ in range(weight[row["modality"] == "text" and row["entity_id"] != ""])
+                for feature in self._features[(source, row["item_id"])]]
 
     def load(self, role: str, benchmark=None) -> LoadedModel:
         path = self.path(role, benchmark)
