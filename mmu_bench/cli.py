@@ -8,6 +8,8 @@ import sys
 import typing
 
 from . import __version__
+from pathlib import Path
+
 from .config import RunConfig, coerce, load_yaml, parse_assignment
 from .errors import MMUBenchError
 
@@ -15,8 +17,8 @@ from .errors import MMUBenchError
 _FLAGS = {
     "method": ("--method", "method: a built-in or entry-point name, package.module:Class, or path/to/file.py:Class"),
     "benchmark": ("--benchmark", "benchmark name (default mmu-synth)"),
-    "model": ("--model", "model name (default tiny-llava)"),
-    "forget_ratio": ("--forget-ratio", "percentage of entities to forget (MMU-Synth: 5, 10 or 15; default 10)"),
+    "model": ("--model", "model name (default tiny-llava; see `mmu-bench list`), or hf:<hub name or local folder>"),
+    "forget_ratio": ("--forget-ratio", "percentage of entities to forget (MMU-Synth and MLLMU-Bench: 5, 10 or 15; CLEAR: 1, 5 or 10; default 10)"),
     "seed": ("--seed", "seed of the unlearning run (default 0)"),
     "output_dir": ("--output-dir", "where run folders go (default ./runs)"),
     "eval_batch_size": ("--eval-batch-size", "evaluation batch size (default 64)"),
@@ -28,7 +30,8 @@ _FLAGS = {
 _KV = {
     "method_args": ("--method-arg", "a method hyperparameter, KEY=VALUE (repeatable), e.g. beta=0.2"),
     "benchmark_args": ("--benchmark-arg", "a benchmark option, KEY=VALUE (repeatable), e.g. num_entities=40"),
-    "model_args": ("--model-arg", "a model option, KEY=VALUE (repeatable), e.g. finetune_steps=2000"),
+    "model_args": ("--model-arg", "a model option, KEY=VALUE (repeatable), e.g. finetune_steps=2000 (tiny-llava); "
+                                  "dtype=float16, lora=false, vanilla=PATH, oracle=PATH (real models)"),
 }
 
 
@@ -86,18 +89,79 @@ def cmd_run(args) -> int:
 
     config = build_config(args)
     path = run(config, progress=not args.quiet)
-    print((path / "table.md").read_text())
-    print(f"run folder: {path}")
+    if path is not None:  # None: a secondary process of a multi-process run
+        print((path / "table.md").read_text())
+        print(f"run folder: {path}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .runner import evaluate_checkpoint
+
+    config = build_config(args)
+    config.method = args.name
+    path = evaluate_checkpoint(config, args.checkpoint, args.name, progress=not args.quiet)
+    if path is not None:  # None: a secondary process of a multi-process run
+        print((path / "table.md").read_text())
+        print(f"run folder: {path}")
+    return 0
+
+
+def _list_of(text: str, kind, flag: str) -> list:
+    try:
+        return [kind(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise MMUBenchError(f"{flag} expects a comma-separated list of {kind.__name__} values, got {text!r}") from exc
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import grid, sweep
+
+    base = build_config(args)
+    scoped = dict(parse_assignment(a, "--method-arg") for a in args.method_args or [])
+    methods = _list_of(args.methods, str, "--methods")
+    seeds = _list_of(args.seeds, int, "--seeds")
+    ratios = [int(r) if float(r).is_integer() else r for r in _list_of(args.forget_ratios, float, "--forget-ratios")]
+    configs = grid(base, methods, seeds, ratios, scoped)
+    outcomes = sweep(configs, progress=not args.quiet)
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
+    print(f"sweep of {len(outcomes)} runs: {counts['done']} done, {counts['skipped']} already had results, "
+          f"{counts['failed']} failed")
+    for o in outcomes:
+        if o.status == "failed":
+            print(f"  FAILED {o.method} forget={o.forget_ratio:g} seed={o.seed}: {o.error}\n         see {o.path}")
+    return 1 if counts["failed"] else 0
+
+
+def cmd_leaderboard(args) -> int:
+    from .leaderboard import build
+
+    roots = args.runs or ["runs"]
+    missing = [r for r in roots if not Path(r).is_dir()]
+    if missing:
+        raise MMUBenchError(f"--runs: no such folder {', '.join(missing)}")
+    written, notes, collected = build(roots, args.output, with_plot=not args.no_plot)
+    print(f"{len(collected.runs)} runs from {', '.join(roots)}"
+          + (f" ({collected.duplicates} duplicates counted once)" if collected.duplicates else ""))
+    for note in notes:
+        print(f"note: {note}")
+    for bad in collected.unreadable:
+        print(f"warning: skipped unreadable {bad}", file=sys.stderr)
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 
 def cmd_prepare(args) -> int:
+    from .distributed import is_main
     from .metrics import KNOWLEDGE_METRIC
     from .results import task_score
     from .runner import KNOWLEDGE_TASKS, prepare
 
     config = build_config(args)
     out = prepare(config, progress=not args.quiet)
+    if not is_main():
+        return 0  # a secondary process of a multi-process run: the main one reports
     benchmark, refs = out["benchmark"], out["references"]
     print(f"benchmark {benchmark.name} ({benchmark.fingerprint}), forget {benchmark.forget_ratio:g}%: "
           f"{len(benchmark.forget_entities)} forget / {len(benchmark.retain_entities)} retained entities")
@@ -137,6 +201,7 @@ def cmd_list(args) -> int:
     print("models:")
     for name in registry.MODELS:
         print(f"  {name}")
+    print(f"  {registry.HF_PREFIX}<name-or-path>  (any image-text-to-text model of transformers)")
     print("tasks:")
     for task in tasks.load_tasks():
         better = "higher" if task.higher_is_better else "lower"
@@ -156,6 +221,25 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="generate the benchmark and train/score the vanilla and oracle models")
     _add_run_options(p, with_method=False)
     p.set_defaults(func=cmd_prepare)
+    p = sub.add_parser("eval", help="score a model unlearned elsewhere, writing the same run folder as `run`")
+    p.add_argument("--checkpoint", required=True, help="folder of the unlearned model (save_pretrained format)")
+    p.add_argument("--name", required=True, help="the method name it gets in results and leaderboards")
+    _add_run_options(p, with_method=False)
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("sweep", help="run a grid of methods x seeds x forget ratios; resumes, continues past failures")
+    p.add_argument("--methods", required=True, help="comma-separated methods, e.g. ga,npo")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--forget-ratios", default="10", help="comma-separated forget ratios (default 10)")
+    _add_run_options(p, with_method=False)
+    p.add_argument("--method-arg", dest="method_args", action="append", default=None, metavar="[METHOD.]KEY=VALUE",
+                   help="a hyperparameter for every method, or for one with METHOD.KEY=VALUE (repeatable)")
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("leaderboard", help="build leaderboards/<benchmark>__<model>.csv/.md/.png from results.json files")
+    p.add_argument("--runs", action="append", default=None, metavar="DIR",
+                   help="a folder of run results (repeatable; default ./runs)")
+    p.add_argument("--output", default="leaderboards", help="where the leaderboard files go (default ./leaderboards)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    p.set_defaults(func=cmd_leaderboard)
     p = sub.add_parser("list", help="list methods, benchmarks, models and tasks")
     p.set_defaults(func=cmd_list)
     return parser

@@ -10,19 +10,24 @@ from typing import Any
 
 import torch
 
+from .distributed import slice_of
 from .encoding import collate, encode_many
 from .prompts import user_text
 
 
 class EncodedSet:
     """Canonical QA rows encoded for training, once, on first use. ``answer`` may replace the
-    target of every row (e.g. a refusal for IDK-style methods)."""
+    target of every row (e.g. a refusal for IDK-style methods). ``part`` = (process index,
+    process count) in a multi-process run: each batch is then this process's slice of the
+    batch a single process would draw (see ``mmu_bench.distributed``)."""
 
-    def __init__(self, rows, processor, prompts: dict, answer: Callable[[dict], str] | None = None):
+    def __init__(self, rows, processor, prompts: dict, answer: Callable[[dict], str] | None = None,
+                 part: tuple[int, int] | None = None):
         self.rows = rows
         self.processor = processor
         self.prompts = prompts
         self.answer = answer
+        self.part = part
         self._features: list[dict] | None = None
 
     def __len__(self) -> int:
@@ -38,7 +43,7 @@ class EncodedSet:
         return self._features
 
     def with_answer(self, answer: Callable[[dict], str]) -> EncodedSet:
-        return EncodedSet(self.rows, self.processor, self.prompts, answer)
+        return EncodedSet(self.rows, self.processor, self.prompts, answer, self.part)
 
     def batches(self, batch_size: int, seed: int) -> Iterator[dict]:
         """Endless shuffled batches (a fresh permutation per pass, from ``seed``)."""
@@ -52,6 +57,8 @@ class EncodedSet:
                 idx = order[start : start + batch_size]
                 if len(idx) < batch_size and len(order) >= batch_size:
                     idx += order[: batch_size - len(idx)]  # keep every batch full
+                if self.part is not None:
+                    idx = slice_of(idx, self.part)
                 yield collate([self.features[i] for i in idx], pad)
 
     def steps_per_epoch(self, batch_size: int) -> int:
@@ -74,13 +81,22 @@ class UnlearningContext:
     seed: int
     benchmark: str  # the benchmark's name (e.g. for logging); methods must not depend on it
     reference_loader: Callable[[str], Any] | None = None
+    # In a multi-process run (``accelerate launch``): the Accelerator, and ``model`` is wrapped
+    # for it (DDP adds a ``module.`` prefix to parameter names). None in a single process.
+    accelerator: Any = None
     history: list[dict] = field(default_factory=list)  # what the loop and the method log
     extras: dict = field(default_factory=dict)  # method-reported facts, saved in results.json
     _references: dict = field(default_factory=dict)
 
     @property
+    def unwrapped_model(self):
+        """``model`` without a distributed wrapper: for its attributes and parameter names as a
+        single process sees them. Train through ``model``: only its forward syncs gradients."""
+        return self.accelerator.unwrap_model(self.model) if self.accelerator is not None else self.model
+
+    @property
     def device(self) -> torch.device:
-        return self.model.device
+        return self.unwrapped_model.device
 
     def reference_model(self, role: str = "vanilla"):
         """A frozen copy of the ``vanilla`` or ``oracle`` model, loaded once."""

@@ -17,6 +17,7 @@ from transformers import GenerationConfig
 
 from . import metrics
 from .data.schema import LETTERS
+from .distributed import per_process, sharded
 from .encoding import collate, encode_many
 from .losses import label_logprobs, model_inputs
 from .prompts import user_text
@@ -39,6 +40,8 @@ class Evaluation:
 
 def to_device(batch: dict, model) -> dict:
     """Move a batch to the model's device; floating inputs (pixels) take the model's dtype."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module  # the wrapper has neither a device nor a dtype
     device, dtype = model.device, model.dtype
     return {k: v.to(device, dtype=dtype if v.is_floating_point() else None) for k, v in batch.items()}
 
@@ -122,8 +125,11 @@ def option_logprobs(model, processor, rows: list[dict], prompts_of: list[dict], 
     return results
 
 
-def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSettings = EvalSettings()) -> Evaluation:
-    """Score ``model`` on every task. ``dataset`` holds canonical rows with a ``split`` column."""
+def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSettings = EvalSettings(),
+             accelerator=None) -> Evaluation:
+    """Score ``model`` on every task. ``dataset`` holds canonical rows with a ``split`` column.
+    With an ``accelerator`` (several processes), each process scores a share of the items and
+    every process returns the whole evaluation."""
     was_training = model.training
     model.eval()
     try:
@@ -131,17 +137,17 @@ def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSetting
         task_of = {t.name: t for t in tasks}
         items = [(name, row) for name, rows in chosen.items() for row in rows]
         mc_items = [(name, row) for name, row in items if row["format"] == "multiple_choice"]
-        total = len(items) + len(mc_items)
+        total = per_process(len(items), accelerator) + per_process(len(mc_items), accelerator)
         with tqdm(total=total, desc="evaluating", unit="item", disable=None if settings.progress else True, leave=False) as bar:
             jobs = []
             for name, row in items:
                 task = task_of[name]
                 jobs.append((user_text(row, task.prompts), row["image"], int(task.max_new_tokens.get(row["format"], 32))))
-            outputs = greedy_outputs(model, processor, jobs, settings.batch_size, bar)
-            option_scores = option_logprobs(
-                model, processor, [r for _, r in mc_items], [task_of[n].prompts for n, _ in mc_items],
-                settings.batch_size, bar,
-            )
+            outputs = sharded(lambda part: greedy_outputs(model, processor, part, settings.batch_size, bar),
+                              jobs, accelerator)
+            option_scores = sharded(lambda part: option_logprobs(
+                model, processor, [r for _, r in part], [task_of[n].prompts for n, _ in part], settings.batch_size, bar,
+            ), mc_items, accelerator)
     finally:
         model.train(was_training)
 

@@ -33,7 +33,21 @@ def sequence_nll(model, batch: dict) -> torch.Tensor:
 
 def nll(model, batch: dict) -> torch.Tensor:
     """Mean NLL over all labelled tokens of the batch (the usual fine-tuning loss)."""
-    logits = model(**model_inputs(batch)).logits
+    return nll_from_logits(model(**model_inputs(batch)).logits, batch["labels"])
+
+
+def nll_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(
-        logits[:, :-1].float().reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1), ignore_index=IGNORE
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE
     )
+
+
+def kl_from_reference(ref_logits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """KL(p_ref || p_theta) of the full next-token distributions, averaged over the positions
+    that predict a labelled token. The reference distribution weighs the terms: the model is
+    pulled to cover everything the reference finds likely."""
+    mask = (labels[:, 1:] != IGNORE).float()
+    ref = torch.log_softmax(ref_logits[:, :-1].float(), dim=-1)
+    cur = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    per_position = (ref.exp() * (ref - cur)).sum(-1)
+    return (per_position * mask).sum() / mask.sum().clamp(min=1)

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -19,7 +21,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from .errors import MMUBenchError, UnknownNameError
-from .method import UnlearningMethod
+from .method import MethodConfig, UnlearningMethod
 
 METHOD_GROUP = "mmu_bench.methods"
 
@@ -48,6 +50,24 @@ def _check(obj, spec: str, origin: str) -> type[UnlearningMethod]:
         raise PluginError(f"method plugin {spec!r} ({origin}): implements neither loss() nor unlearn()")
     if not obj.name:
         raise PluginError(f"method plugin {spec!r} ({origin}): the class sets no `name`")
+    config = obj.Config
+    if not (inspect.isclass(config) and issubclass(config, MethodConfig) and dataclasses.is_dataclass(config)):
+        raise PluginError(f"method plugin {spec!r} ({origin}): `Config` must be a dataclass subclassing "
+                          f"mmu_bench.method.MethodConfig, got {config!r}")
+    missing = [f.name for f in dataclasses.fields(config)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise PluginError(f"method plugin {spec!r} ({origin}): config field(s) {', '.join(missing)} have no default")
+    fields = {f.name for f in dataclasses.fields(config)}
+    for bench, defaults in obj.benchmark_defaults.items():
+        unknown = sorted(set(defaults) - fields)
+        if unknown:
+            raise PluginError(f"method plugin {spec!r} ({origin}): benchmark_defaults[{bench!r}] sets unknown "
+                              f"config field(s) {', '.join(unknown)}")
+    try:
+        config()
+    except Exception as exc:
+        raise PluginError(f"method plugin {spec!r} ({origin}): its default config is invalid: {exc}") from exc
     return obj
 
 
@@ -130,10 +150,17 @@ def list_methods() -> list[dict]:
 # Benchmarks and model providers: name -> "module:function" (imported lazily).
 BENCHMARKS = {
     "mmu-synth": "mmu_bench.data.synth:load",
+    "mllmu": "mmu_bench.data.mllmu:load",
+    "clear": "mmu_bench.data.clear:load",
 }
 MODELS = {
     "tiny-llava": "mmu_bench.models.tiny:TinyLlavaProvider",
+    "llava-1.5-7b": "mmu_bench.models.hf:Llava15_7B",
+    "qwen2-vl-7b": "mmu_bench.models.hf:Qwen2VL_7B",
+    "qwen2.5-vl-7b": "mmu_bench.models.hf:Qwen25VL_7B",
 }
+# ``hf:<hub name or local folder>``: any image-text-to-text model of transformers.
+HF_PREFIX = "hf:"
 
 
 def _import(target: str):
@@ -148,6 +175,9 @@ def benchmark_loader(name: str):
 
 
 def model_provider(name: str):
+    """A provider class (or factory), called with ``progress=`` and the model options."""
+    if name.startswith(HF_PREFIX) and name[len(HF_PREFIX):].strip():
+        return functools.partial(_import("mmu_bench.models.hf:HFProvider"), path=name[len(HF_PREFIX):], name=name)
     if name not in MODELS:
-        raise UnknownNameError("model", name, MODELS)
+        raise UnknownNameError("model", name, [*MODELS, f"{HF_PREFIX}<name-or-path>"])
     return _import(MODELS[name])

@@ -7,7 +7,9 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict
+import traceback
+import uuid
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import registry, results
+from . import distributed, registry, results
 from .config import RunConfig, method_config
 from .context import EncodedSet, MethodData, UnlearningContext
 from .errors import MMUBenchError
@@ -121,69 +123,170 @@ def new_run_dir(config: RunConfig, method_name: str) -> Path:
     return candidate
 
 
-def run(config: RunConfig, progress: bool = True) -> Path:
-    """Unlearn, evaluate, write the run folder; returns its path."""
-    started = time.time()
+@dataclass
+class Session:
+    """What a run or an evaluation needs before any model is changed."""
+
+    config: RunConfig
+    tasks: list[Task]
+    benchmark: object
+    provider: object
+    settings: EvalSettings
+    refs: dict
+    knowledge: dict
+    device: torch.device
+
+
+def open_session(config: RunConfig, progress: bool) -> Session:
+    """Checks names and options (before any work), then loads the benchmark and the reference
+    scores, and refuses when the vanilla model does not know the benchmark."""
     config.validate()
-    resolved = registry.resolve_method(config.method)
-    method_cfg = method_config(resolved.cls, config.benchmark, config.method_args)
     registry.benchmark_loader(config.benchmark)
     registry.model_provider(config.model)
     tasks = load_tasks(config.tasks)
     all_tasks = load_tasks()
-    device = pick_device(config.device)
-    seed_everything(config.seed)
-
-    benchmark = load_benchmark(config)
-    provider = make_provider(config, progress)
-    settings = eval_settings(config, progress)
-    refs = reference_scores(provider, benchmark, all_tasks, settings, device)
+    acc = distributed.accelerator()
+    device = pick_device(config.device) if acc is None else process_device(config, acc)
+    progress = progress and distributed.is_main()
+    # Over several processes the main one generates the data and trains and scores the
+    # reference models; the others wait, then read what it cached.
+    with distributed.main_first(acc):
+        benchmark = load_benchmark(config)
+        provider = make_provider(config, progress)
+        settings = eval_settings(config, progress)
+        refs = reference_scores(provider, benchmark, all_tasks, settings, device)
     knowledge = knowledge_check(refs["vanilla"]["scores"], config.min_vanilla_mc)
+    return Session(config, tasks, benchmark, provider, settings, refs, knowledge, device)
 
+
+def process_device(config: RunConfig, acc) -> torch.device:
+    """Under ``accelerate launch`` the launcher places each process (``--cpu`` for CPUs)."""
+    wanted = pick_device(config.device) if config.device != "auto" else acc.device
+    if wanted.type != acc.device.type:
+        raise MMUBenchError(f"--device {config.device}: accelerate placed this process on {acc.device}; "
+                            "choose devices through accelerate launch (--cpu, --gpu_ids)")
+    return acc.device
+
+
+def run_key(config: RunConfig, method: dict) -> str:
+    """Identifies what a run computes (not when): a sweep skips a run whose key has results."""
+    blob = {
+        "method": {k: method[k] for k in ("name", "source_sha256", "config")},
+        "seed": config.seed, "forget_ratio": config.forget_ratio, "benchmark": config.benchmark,
+        "benchmark_args": config.benchmark_args, "model": config.model, "model_args": config.model_args,
+        "tasks": config.tasks, "eval_limit": config.eval_limit,
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def method_info(config: RunConfig) -> tuple[registry.ResolvedMethod, object, dict]:
+    """Resolve ``config.method`` and its configuration; fails before any work."""
+    resolved = registry.resolve_method(config.method)
+    method_cfg = method_config(resolved.cls, config.benchmark, config.method_args)
+    info = {"name": resolved.name, "spec": config.method, "version": resolved.cls.version,
+            "origin": resolved.origin, "source_file": resolved.source_file,
+            "source_sha256": resolved.source_sha256, "config": asdict(method_cfg)}
+    return resolved, method_cfg, info
+
+
+def run(config: RunConfig, progress: bool = True) -> Path | None:
+    """Unlearn, evaluate, write the run folder; returns its path (None on the processes of a
+    multi-process run other than the main one: they write nothing)."""
+    started = time.time()
+    config.validate()
+    resolved, method_cfg, info = method_info(config)
+    session = open_session(config, progress)
+    benchmark, provider, device = session.benchmark, session.provider, session.device
+    acc = distributed.accelerator()
     vanilla = provider.load("vanilla", benchmark)
     model = vanilla.model.to(device)
+    if acc is not None:
+        # Wrapped before setup(): a method's masks and parameter names then come from the
+        # same model object its training steps use.
+        model = distributed.prepare_model(acc, model)
+    part = (acc.process_index, acc.num_processes) if acc is not None else None
     prompts = default_prompts()
     data = MethodData(
-        forget=EncodedSet(benchmark.forget_set(), vanilla.processor, prompts),
-        retain=EncodedSet(benchmark.retain_set(), vanilla.processor, prompts),
-        preserve_text=EncodedSet(benchmark.preserve_text(), vanilla.processor, prompts),
+        forget=EncodedSet(benchmark.forget_set(), vanilla.processor, prompts, part=part),
+        retain=EncodedSet(benchmark.retain_set(), vanilla.processor, prompts, part=part),
+        preserve_text=EncodedSet(benchmark.preserve_text(), vanilla.processor, prompts, part=part),
     )
     ctx = UnlearningContext(
         model=model, processor=vanilla.processor, config=method_cfg, data=data, seed=config.seed,
         benchmark=benchmark.name,
         reference_loader=lambda role: provider.load(role, benchmark).model.to(device),
+        accelerator=acc,
     )
     seed_everything(config.seed)
     method = resolved.cls(method_cfg)
     train_started = time.time()
     method.setup(ctx)
     method.unlearn(ctx)
-    train_seconds = time.time() - train_started
-    evaluation = evaluate(ctx.model, vanilla.processor, benchmark.eval, tasks, settings)
+    losses = [h["loss"] for h in ctx.history if "loss" in h]
+    training = {"steps": len(losses), "first_loss": losses[0] if losses else None,
+                "last_loss": losses[-1] if losses else None, "method_report": ctx.extras,
+                "seconds": round(time.time() - train_started, 2)}
+    try:
+        return finish(session, ctx.unwrapped_model, vanilla.processor, info, training, started)
+    finally:
+        distributed.release(acc)
 
-    result = compose(config, benchmark, tasks, resolved, method_cfg, evaluation, refs, knowledge, ctx,
-                     {"vanilla": vanilla.path, "oracle": provider.path("oracle", benchmark)})
+
+def evaluate_checkpoint(config: RunConfig, checkpoint: str, name: str, progress: bool = True) -> Path | None:
+    """Score a model unlearned elsewhere (any method, any code) exactly like a run, so that it
+    can join a leaderboard under ``name``."""
+    started = time.time()
+    config.validate()
+    path = Path(checkpoint)
+    if not path.is_dir():
+        raise MMUBenchError(f"--checkpoint {checkpoint}: no such folder")
+    session = open_session(config, progress)
+    loaded = session.provider.load_checkpoint(str(path), session.benchmark)
+    info = {"name": name, "spec": f"checkpoint:{path.resolve()}", "version": "", "origin": f"checkpoint {path.resolve()}",
+            "source_file": str(path.resolve()), "source_sha256": folder_sha256(path), "config": {}}
+    training = {"steps": 0, "first_loss": None, "last_loss": None, "method_report": {}, "seconds": 0.0}
+    return finish(session, loaded.model.to(session.device), loaded.processor, info, training, started)
+
+
+def folder_sha256(path: Path) -> str:
+    """Hash of a checkpoint's weight and config files, in name order."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json")):
+        digest.update(str(file.relative_to(path)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def finish(session: Session, model, processor, info: dict, training: dict, started: float) -> Path | None:
+    config = session.config
+    acc = distributed.accelerator()
+    evaluation = evaluate(model, processor, session.benchmark.eval, session.tasks, session.settings, acc)
+    if not distributed.is_main():
+        return None  # every process holds the whole evaluation; the main one writes it
+    result = compose(session, info, evaluation, training)
+    result["run_key"] = run_key(config, info)
     result["provenance"]["wall_seconds"] = round(time.time() - started, 2)
-    result["provenance"]["unlearn_seconds"] = round(train_seconds, 2)
+    if acc is not None:
+        result["provenance"]["processes"] = acc.num_processes
     return write_run(config, result, evaluation)
 
 
-def compose(config, benchmark, tasks, resolved, method_cfg, evaluation: Evaluation, refs: dict, knowledge: dict,
-            ctx: UnlearningContext, model_paths: dict) -> dict:
+def compose(session: Session, info: dict, evaluation: Evaluation, training: dict) -> dict:
+    config, benchmark, tasks, refs = session.config, session.benchmark, session.tasks, session.refs
     scores = {"unlearned": evaluation.scores, **{role: refs[role]["scores"] for role in refs}}
     dims = {who: results.dimension_scores(s, tasks) for who, s in scores.items()}
     chance = {t.dimension: results.chance_score(evaluation.scores.get(t.name, {})) for t in tasks if t.primary}
     normalised = results.normalise(dims["unlearned"], dims["vanilla"], dims.get("oracle"), chance)
-    losses = [h["loss"] for h in ctx.history if "loss" in h]
     return {
         "schema_version": results.SCHEMA_VERSION,
+        "run_uid": uuid.uuid4().hex,
         "benchmark": {"name": benchmark.name, "fingerprint": benchmark.fingerprint,
                       "forget_ratio": benchmark.forget_ratio, "forget_entities": list(benchmark.forget_entities),
                       "info": benchmark.info},
-        "model": {"name": config.model, "references": {k: str(v) for k, v in model_paths.items()}},
-        "method": {"name": resolved.name, "spec": config.method, "version": resolved.cls.version,
-                   "origin": resolved.origin, "source_file": resolved.source_file,
-                   "source_sha256": resolved.source_sha256, "config": asdict(method_cfg)},
+        "model": {"name": config.model,
+                  "references": {role: {"path": refs[role]["model_path"], "recipe_hash": refs[role]["recipe_hash"]}
+                                 for role in refs}},
+        "method": info,
         "seed": config.seed,
         "tasks": {t.name: {"version": t.version, "dimension": t.dimension, "primary": t.primary,
                            "higher_is_better": t.higher_is_better} for t in tasks},
@@ -191,9 +294,8 @@ def compose(config, benchmark, tasks, resolved, method_cfg, evaluation: Evaluati
         "dimensions": dims,
         "normalised": normalised,
         "overall": results.overall(normalised),
-        "vanilla_knowledge": knowledge,
-        "training": {"steps": len(losses), "first_loss": losses[0] if losses else None,
-                     "last_loss": losses[-1] if losses else None, "method_report": ctx.extras},
+        "vanilla_knowledge": session.knowledge,
+        "training": training,
         "provenance": {"git": git_state(), "packages": package_versions(), **environment(),
                        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
     }
@@ -233,6 +335,22 @@ def write_run(config: RunConfig, result: dict, evaluation: Evaluation) -> Path:
     raise MMUBenchError(f"could not find a free run folder under {config.output_dir}")
 
 
+def write_failure(config: RunConfig, method_name: str, key: str | None, error: BaseException) -> Path:
+    """Record a failed run in its own folder (``failure.json``, never ``results.json``)."""
+    record = {"run_key": key, "config": config.to_dict(), "error": f"{type(error).__name__}: {error}",
+              "traceback": "".join(traceback.format_exception(error)),
+              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    for _ in range(100):
+        final = new_run_dir(config, method_name)
+        try:
+            with staging_dir(final) as tmp:
+                (tmp / "failure.json").write_text(json.dumps(_json_safe(record), indent=2, default=str) + "\n")
+            return final
+        except FileExistsError:
+            continue
+    raise MMUBenchError(f"could not find a free run folder under {config.output_dir}")
+
+
 def summary_title(result: dict) -> str:
     return (f"{result['method']['name']} on {result['benchmark']['name']} "
             f"(forget {result['benchmark']['forget_ratio']:g}%, seed {result['seed']}, model {result['model']['name']})")
@@ -252,7 +370,11 @@ def prepare(config: RunConfig, progress: bool = True) -> dict:
     registry.benchmark_loader(config.benchmark)
     registry.model_provider(config.model)
     tasks = load_tasks()
-    benchmark = load_benchmark(config)
-    provider = make_provider(config, progress)
-    refs = reference_scores(provider, benchmark, tasks, eval_settings(config, progress), pick_device(config.device))
+    acc = distributed.accelerator()
+    device = pick_device(config.device) if acc is None else process_device(config, acc)
+    progress = progress and distributed.is_main()
+    with distributed.main_first(acc):  # the main process prepares; the others find its caches
+        benchmark = load_benchmark(config)
+        provider = make_provider(config, progress)
+        refs = reference_scores(provider, benchmark, tasks, eval_settings(config, progress), device)
     return {"benchmark": benchmark, "references": refs, "tasks": tasks}

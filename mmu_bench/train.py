@@ -7,6 +7,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
+from .distributed import is_main
 from .errors import MMUBenchError
 from .evaluation import to_device
 from .method import Batches, MethodConfig, UnlearningMethod
@@ -41,18 +42,65 @@ def make_optimizer(model, config: MethodConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+class Stepper:
+    """One optimizer, its schedule and clipping, and the step bookkeeping: what ``run_loop``
+    and methods with a loop of their own (MMUnlearner's interleaving) share."""
+
+    def __init__(self, method: UnlearningMethod, ctx, total: int):
+        self.method, self.ctx, self.total = method, ctx, total
+        self.accelerator = ctx.accelerator
+        self.optimizer = method.make_optimizer(ctx)
+        # The schedule is ours, not accelerate's: a prepared scheduler would advance once per
+        # process per step, as if each process drew a batch of its own.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(method.config, total))
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.accelerator is not None:
+            self.optimizer = self.accelerator.prepare_optimizer(self.optimizer)
+
+    def step(self, loss: torch.Tensor, step: int, after_backward=None, advance: bool = True, **log) -> None:
+        """Backward, ``after_backward`` (default: the method's hook), clip, optimizer step;
+        ``advance`` moves the schedule on (once per counted step)."""
+        acc = self.accelerator
+        # Over several processes the logged loss is the mean of the processes' losses (each on
+        # its slice of the batch), and all of them stop together on a non-finite one.
+        logged = loss.detach() if acc is None else acc.reduce(loss.detach().clone(), reduction="mean")
+        if not torch.isfinite(logged):
+            raise MMUBenchError(f"{self.method.name}: loss is {logged.item()} at step {step}; lower the lr or check the method")
+        self.optimizer.zero_grad(set_to_none=True)
+        if acc is None:
+            loss.backward()
+        else:
+            acc.backward(loss)  # DDP averages the gradients over the processes here
+        (after_backward or self.method.after_backward)(self.ctx)
+        clip = self.method.config.max_grad_norm
+        if not clip:
+            grad_norm = None
+        elif acc is None:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip).item()
+        else:
+            grad_norm = acc.clip_grad_norm_(self.params, clip).item()
+        self.optimizer.step()
+        lr = self.scheduler.get_last_lr()[0]
+        if advance:
+            self.scheduler.step()
+        self.ctx.log(step=step, loss=logged.item(), lr=lr, grad_norm=grad_norm, **log)
+
+
+def progress_bar(total: int, desc: str, progress: bool):
+    show = progress and is_main()  # one bar for a multi-process run, not one per process
+    return tqdm(range(total), desc=desc, unit="step", disable=None if show else True, leave=False)
+
+
 def run_loop(method: UnlearningMethod, ctx, progress: bool = True) -> None:
     """Train ``ctx.model`` with ``method.loss`` for the configured number of steps."""
     config = method.config
     model = ctx.model
     model.train()
     total = total_steps(config, len(ctx.data.forget))
-    optimizer = method.make_optimizer(ctx)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total))
+    stepper = Stepper(method, ctx, total)
     forget = ctx.data.forget.batches(config.batch_size, seed=ctx.seed)
     retain = ctx.data.retain.batches(config.batch_size, seed=ctx.seed + 1) if method.uses_retain else None
-    trainable = [p for group in optimizer.param_groups for p in group["params"]]
-    bar = tqdm(range(total), desc=f"unlearning ({method.name})", unit="step", disable=None if progress else True, leave=False)
+    bar = progress_bar(total, f"unlearning ({method.name})", progress)
     for step in bar:
         batch = Batches(
             forget=to_device(next(forget), model),
@@ -60,16 +108,6 @@ def run_loop(method: UnlearningMethod, ctx, progress: bool = True) -> None:
             step=step,
         )
         loss = method.loss(ctx, batch)
-        if not torch.isfinite(loss):
-            raise MMUBenchError(f"{method.name}: loss is {loss.item()} at step {step}; lower the lr or check the method")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        method.after_backward(ctx)
-        grad_norm = (
-            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm).item() if config.max_grad_norm else None
-        )
-        optimizer.step()
-        scheduler.step()
-        ctx.log(step=step, loss=loss.item(), lr=scheduler.get_last_lr()[0], grad_norm=grad_norm)
+        stepper.step(loss, step)
         bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()

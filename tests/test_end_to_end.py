@@ -7,18 +7,13 @@ import pytest
 
 from mmu_bench.cli import main
 
-SMALL = [
-    "--benchmark-arg", "num_entities=20", "--benchmark-arg", "train_views=3",
-    "--benchmark-arg", "general_train_images=40", "--benchmark-arg", "general_eval_images=8",
-    "--benchmark-arg", "general_eval_sums=8",
-    "--model-arg", "base_steps=60", "--model-arg", "base_people=4", "--model-arg", "finetune_steps=300",
-    "--forget-ratio", "10", "--min-vanilla-mc", "0.5", "--quiet",
-]
+from small import SMALL
+
 DIMENSIONS = {"visual_forgetting", "textual_retention", "retained_vqa", "general_utility"}
 
 
 def run_cli(args, out_dir):
-    return main(["run", *args, *SMALL, "--output-dir", str(out_dir)])
+    return main(["run", *args, *SMALL, "--forget-ratio", "10", "--output-dir", str(out_dir)])
 
 
 def latest(out_dir, method):
@@ -121,3 +116,35 @@ def test_a_vanilla_model_that_does_not_know_the_benchmark_is_refused(tmp_path, c
     assert code == 2
     assert "the vanilla model does not know the benchmark" in capsys.readouterr().err
     assert not (tmp_path / "mmu-synth").exists()
+
+
+@pytest.mark.parametrize("method,args", [
+    ("ga_diff", []),
+    ("kl_min", []),
+    ("simnpo", ["--method-arg", "retain_weight=0.5"]),
+    ("idk", []),
+    ("mmunlearner", ["--method-arg", "mask_batches=2"]),
+    ("mmunlearner", ["--method-arg", "mask=random", "--method-arg", "variant=both", "--method-arg", "mask_batches=2"]),
+])
+def test_every_baseline_runs_end_to_end(ga_run, method, args):
+    out, _ = ga_run
+    assert run_cli(["--method", method, "--method-arg", "steps=2", "--method-arg", "lr=1e-3", *args], out) == 0
+    result = json.loads((latest(out, method) / "results.json").read_text())
+    assert set(result["dimensions"]["unlearned"]) == DIMENSIONS
+    assert result["training"]["steps"] >= 2 and result["training"]["last_loss"] is not None
+    # Something was unlearned: the forget answers are less likely than before.
+    assert result["training"]["first_loss"] != result["training"]["last_loss"]
+
+
+def test_mmunlearner_reports_its_mask_and_random_keeps_its_sparsity(ga_run):
+    out, _ = ga_run
+    folders = sorted((out / "mmu-synth" / "tiny-llava" / "mmunlearner").iterdir())
+    reports = [json.loads((f / "results.json").read_text())["training"]["method_report"] for f in folders]
+    saliency_run = next(r for r in reports if r["mask_kind"] == "saliency" and r["mask_variant"] == "language")
+    sparsity = saliency_run["mask_sparsity"]
+    assert sparsity["vision_tower"]["selected"] == 0 and sparsity["projector"]["selected"] == 0
+    assert 0 < sparsity["language_layers"]["fraction"] < 1
+    assert saliency_run["strict"] is True
+    assert saliency_run["forget_steps"] == 2 and saliency_run["retain_steps"] == 2
+    random_run = next(r for r in reports if r["mask_kind"] == "random")
+    assert random_run["mask_variant"] == "both" and random_run["mask_sparsity"]["vision_tower"]["total"] > 0

@@ -16,7 +16,7 @@ LETTERS = ("A", "B", "C", "D")
 FEATURES = datasets.Features(
     {
         "item_id": datasets.Value("string"),
-        "entity_id": datasets.Value("string"),  # "" for general questions
+        "entity_id": datasets.Value("string"),  # "" for entity-free general questions (real celebrities keep theirs)
         "modality": datasets.Value("string"),
         "format": datasets.Value("string"),
         "view": datasets.Value("string"),  # "train" | "heldout" | "" (text rows)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from tqdm.auto import tqdm
 
@@ -13,11 +15,12 @@ from ..method import MethodConfig
 from ..train import lr_lambda
 
 
-def finetune(model, features: list[dict], pad_token_id: int, *, steps: int, lr: float, batch_size: int,
+def finetune(model, features: Sequence[dict], pad_token_id: int, *, steps: int, lr: float, batch_size: int,
              seed: int, warmup_steps: int = 0, schedule: str = "cosine", desc: str = "fine-tuning",
              progress: bool = True) -> list[float]:
     """``steps`` AdamW steps on batches drawn from ``features`` (a fresh shuffle per pass).
-    Returns the loss of every step. (Batches of similar lengths would waste less compute on
+    ``features`` may encode lazily on indexing (real benchmarks' images do not all fit in
+    memory). Returns the loss of every step. (Batches of similar lengths would waste less compute on
     padding, but batches of one kind of question learned far worse here.)"""
     if not features:
         raise ValueError("no training data")

@@ -293,6 +293,28 @@ class TinyLlavaProvider:
         recipe_hash = path.name.rsplit("-", 1)[-1]
         return LoadedModel(model, processor, role, str(path), recipe_hash)
 
+    def load_checkpoint(self, path: str, benchmark) -> LoadedModel:
+        """A tiny-llava unlearned elsewhere: its weights from ``path``, its processor from there
+        too when saved, else the vanilla model's (unlearning does not change the vocabulary)."""
+        from ..errors import MMUBenchError
+
+        folder = Path(path)
+        try:
+            model = LlavaForConditionalGeneration.from_pretrained(str(folder))
+        except (OSError, ValueError) as exc:
+            raise MMUBenchError(f"--checkpoint {path}: not a LLaVA checkpoint ({exc})") from exc
+        if (folder / "tokenizer.json").exists():
+            processor = LlavaProcessor.from_pretrained(str(folder))
+        else:
+            processor = self.load("vanilla", benchmark).processor
+        if model.config.text_config.vocab_size != len(processor.tokenizer):
+            raise MMUBenchError(
+                f"--checkpoint {path}: its vocabulary ({model.config.text_config.vocab_size} tokens) does not match "
+                f"the processor's ({len(processor.tokenizer)}); was it made from this benchmark's vanilla model?"
+            )
+        model.eval()
+        return LoadedModel(model, processor, "checkpoint", str(folder), "")
+
     def _train(self, role: str, benchmark) -> None:
         import torch
 

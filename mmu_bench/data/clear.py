@@ -1,0 +1,235 @@
+"""CLEAR (Hugging Face ``therem/CLEAR``) as a canonical Benchmark.
+
+``source`` is a hub name or a local folder with one sub-folder per config, named as on the hub
+(``forget05``, ``retain95+tofu``, ``real_faces``, ...), each holding parquet files or a
+``save_to_disk`` folder: the same layout as for MLLMU-Bench (see ``mllmu.py``).
+
+Configs read for forget ratio r (1, 5 or 10): ``forget<r:02>``, ``retain<100-r>``, their
+``+tofu`` variants, ``real_faces`` and ``real_world``.
+
+Mapping, source -> split / modality / format / view of the canonical rows:
+
+- ``forget<r>`` rows -> forget, ``retain<100-r>`` rows -> retain; of each (image, caption, name):
+    "Describe this image." -> caption                    image / generation / train
+    "What is the name of the person in the image?" -> name  image / generation / train
+    "The name of the person in the image is __." -> name    image / cloze / train
+    the name question with four options: the name and three other persons' names (drawn per
+    item from the seed; the answer letter balanced per person)  image / multiple_choice / train
+- ``+tofu`` rows with a ``question`` (TOFU QA, no image) -> forget | retain / text / generation / ""
+- ``real_faces`` (image, answer: a name, options) and ``real_world`` (image, question, answer,
+  options) -> general / image / multiple_choice / "" (the question of real_faces: the name one)
+- training rows (``Benchmark.train``): the captions (image / generation / train) and the TOFU QA
+  (text / generation).
+
+Entities are persons, identified by their ``name``. Every image of a person is a training
+image in CLEAR, so there is no held-out view (``visual_forgetting_heldout`` selects nothing).
+The TOFU QA are free-form answers: there is no honest multiple-choice or cloze form of them,
+so the text cells of those formats are empty; the name cloze above is derived from the name,
+which is the fact being asked.
+
+Facts confirmed from the dataset card and CLEAR's public code: ``+tofu`` configs hold the
+image rows (image, caption) and the TOFU rows (question, answer, no image) but no ``name``, so
+captions and names are read from the configs without ``+tofu``; in ``real_faces`` and
+``real_world`` ``options`` lists the *wrong* answers only (CLEAR scores them as perturbed
+answers; the answer is inserted among them), ``real_world`` now has a single ``train`` split
+(formerly ``test``).
+
+Assumptions (not checked against the full real data): a ``+tofu`` row is a TOFU QA exactly
+when its ``question`` is set; it belongs to the person whose full name appears in its question
+or answer, and rows naming nobody (or several) take the person named most often in their block
+of 20 rows (TOFU lists 20 QA per author, in order); rows still unmatched keep an empty entity
+id (counted in ``info['unmatched_tofu_rows']``), their split still comes from their config.
+``options`` holds at least one wrong answer; beyond three, the first three are used (at most
+four options per item). ``real_world``'s ``prompt`` is not used.
+
+Item ids do not depend on the forget ratio, and neither does ``fingerprint`` (a digest of the
+canonical rows, see ``source.write_cached``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+import zlib
+from collections import Counter
+
+import numpy as np
+
+from . import source as shared
+from .source import cache_key, canonical, check_options, check_ratio, get, get_image, read_config, source_id, write_cached
+from .schema import LETTERS, SchemaError
+
+BENCH = "CLEAR"
+NAME = "clear"
+FORGET_RATIOS = (1, 5, 10)
+CAPTION_QUESTION = "Describe this image."
+NAME_QUESTION = "What is the name of the person in the image?"
+NAME_CLOZE = "The name of the person in the image is __."
+TOFU_BLOCK = 20
+
+
+def load(forget_ratio=5, source: str = "therem/CLEAR", seed: int = 0, revision: str | None = None,
+         cache_dir: str | None = None, **options):
+    """CLEAR as a canonical Benchmark (see the module docstring)."""
+    from .base import Benchmark
+
+    check_options(options, BENCH, ("source", "seed", "revision", "cache_dir"))
+    ratio = check_ratio(forget_ratio, FORGET_RATIOS, BENCH)
+    names = {"forget": f"forget{ratio:02d}", "retain": f"retain{100 - ratio}"}
+    names.update({f"{role}_text": f"{names[role]}+tofu" for role in ("forget", "retain")})
+    names.update(real_faces="real_faces", real_world="real_world")
+    data = {role: read_config(source, config, BENCH, revision, cache_dir) for role, config in names.items()}
+
+    persons = {role: _persons(data[role], names[role]) for role in ("forget", "retain")}
+    both = set(persons["forget"]) & set(persons["retain"])
+    if both:
+        raise SchemaError(f"{BENCH}: person(s) {sorted(both)} are in both {names['forget']} and {names['retain']}")
+    tofu = {role: _tofu(data[f"{role}_text"], names[f"{role}_text"], persons[role]) for role in ("forget", "retain")}
+    unmatched = sum(1 for role in tofu for _, row in tofu[role] if not row["entity_id"])
+
+    key = cache_key(BENCH, source, revision, {names[r]: d for r, d in data.items()},
+                    (__file__, shared.__file__), seed=seed)
+    pool = sorted(set(persons["forget"]) | set(persons["retain"]))
+    parts, fingerprint, path = write_cached(NAME, key, {
+        "train": lambda: _train_rows(data, names, tofu),
+        "eval": lambda: _eval_rows(data, names, tofu, pool, seed),
+    })
+    return Benchmark(
+        name=NAME, forget_ratio=ratio, train=parts["train"], eval=parts["eval"],
+        forget_entities=tuple(sorted(persons["forget"])), retain_entities=tuple(sorted(persons["retain"])),
+        fingerprint=fingerprint,
+        info={"source": source_id(source), "revision": revision, "configs": names, "seed": seed,
+              "unmatched_tofu_rows": unmatched, "sizes": {part: len(d) for part, d in parts.items()},
+              "path": str(path)},
+    )
+
+
+def _where(config: str, index: int) -> str:
+    return f"{BENCH} config {config}, row {index}"
+
+
+def _persons(data, config: str) -> list[str]:
+    """Names of the persons of an image config, in order of first appearance."""
+    if "name" not in data.column_names:
+        raise SchemaError(f"{BENCH} config {config}: field 'name' is missing (needed to identify persons)")
+    found = {}
+    for i, name in enumerate(data.select_columns(["name"]).to_dict()["name"]):
+        found.setdefault(get({"name": name}, _where(config, i), "name").strip(), None)
+    if not found:
+        raise SchemaError(f"{BENCH} config {config}: no rows")
+    return list(found)
+
+
+def _normal(text: str) -> str:
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return " " + " ".join(re.findall(r"[a-z0-9]+", text.casefold())) + " "
+
+
+def _tofu(data, config: str, persons: list[str]) -> list[tuple[str, dict]]:
+    """The TOFU QA of a +tofu config (rows with a question), each given to its person."""
+    for column in ("question", "answer"):
+        if column not in data.column_names:
+            raise SchemaError(f"{BENCH} config {config}: field {column!r} is missing")
+    split = "forget" if config.startswith("forget") else "retain"
+    keys = [(p, _normal(p)) for p in persons]
+    columns = data.select_columns(["question", "answer"]).to_dict()
+    rows = []  # (where, question, answer, person or "")
+    for i, (question, answer) in enumerate(zip(columns["question"], columns["answer"])):
+        if question is None:
+            continue  # an image row: its caption is read from the config without +tofu
+        where = _where(config, i)
+        record = {"question": question, "answer": answer}
+        question, answer = get(record, where, "question"), get(record, where, "answer")
+        text = _normal(f"{question} {answer}")
+        named = [p for p, k in keys if k in text]
+        rows.append((where, question, answer, named[0] if len(named) == 1 else ""))
+    for start in range(0, len(rows), TOFU_BLOCK):
+        block = rows[start: start + TOFU_BLOCK]
+        votes = Counter(p for *_, p in block if p).most_common(2)
+        if votes and (len(votes) == 1 or votes[0][1] > votes[1][1]):
+            rows[start: start + TOFU_BLOCK] = [(w, q, a, p or votes[0][0]) for w, q, a, p in block]
+    out, count = [], Counter()
+    for where, question, answer, person in rows:
+        # Ids that do not depend on the config, so an item keeps its id whatever the ratio.
+        group = person or "tofu/unmatched/" + hashlib.sha1(f"{question}\n{answer}".encode()).hexdigest()[:12]
+        item = f"{group}/tofu/{count[group]}"
+        count[group] += 1
+        out.append((where, canonical(item, person, split, "text", "generation", "", question, answer, fact="tofu")))
+    return out
+
+
+def _train_rows(data, names, tofu):
+    for role in ("forget", "retain"):
+        count = Counter()
+        for i, row in enumerate(data[role]):
+            where = _where(names[role], i)
+            person = get(row, where, "name").strip()
+            yield where, canonical(f"{person}/train/img{count[person]}", person, role, "image", "generation", "train",
+                                   CAPTION_QUESTION, get(row, where, "caption"), get_image(row, where, "image"),
+                                   fact="caption")
+            count[person] += 1
+        for where, row in tofu[role]:
+            yield where, {**row, "item_id": f"train/{row['item_id']}"}
+
+
+class _Positions:
+    """Where the correct option goes: each of the four letters once per four items."""
+
+    def __init__(self, seed: int, salt: str):
+        self.rng = np.random.default_rng([seed, zlib.crc32(salt.encode())])
+        self.block: list[int] = []
+
+    def next(self, n: int) -> int:
+        if n != len(LETTERS):
+            return int(self.rng.integers(n))
+        if not self.block:
+            self.block = [int(i) for i in self.rng.permutation(n)]
+        return self.block.pop()
+
+
+def _with_answer(answer: str, wrong: list[str], position: int) -> list[str]:
+    return wrong[:position] + [answer] + wrong[position:]
+
+
+def _eval_rows(data, names, tofu, pool, seed):
+    for role in ("forget", "retain"):
+        positions, count = {}, Counter()
+        for i, row in enumerate(data[role]):
+            where = _where(names[role], i)
+            person = get(row, where, "name").strip()
+            image = get_image(row, where, "image")
+            base = f"{person}/img{count[person]}"
+            count[person] += 1
+            common = dict(entity_id=person, split=role, modality="image", view="train", image=image)
+            yield where, canonical(f"{base}/caption", fmt="generation", question=CAPTION_QUESTION,
+                                   answer=get(row, where, "caption"), fact="caption", **common)
+            yield where, canonical(f"{base}/name", fmt="generation", question=NAME_QUESTION, answer=person,
+                                   fact="name", **common)
+            yield where, canonical(f"{base}/name-cloze", fmt="cloze", question=NAME_CLOZE, answer=person,
+                                   fact="name", **common)
+            others = [p for p in pool if p != person]
+            # Distractors drawn per item and letters balanced per person: an item keeps its
+            # options whatever the forget ratio.
+            if others:
+                rng = np.random.default_rng([seed, zlib.crc32(base.encode())])
+                wrong = [others[j] for j in rng.choice(len(others), size=min(3, len(others)), replace=False)]
+                at = positions.setdefault(person, _Positions(seed, person)).next(len(wrong) + 1)
+                yield where, canonical(f"{base}/name-mc", fmt="multiple_choice", question=NAME_QUESTION,
+                                       answer=LETTERS[at], options=_with_answer(person, wrong, at), fact="name",
+                                       **common)
+        yield from tofu[role]
+    positions = _Positions(seed, "general")
+    for role in ("real_faces", "real_world"):
+        for i, row in enumerate(data[role]):
+            where = _where(names[role], i)
+            answer = get(row, where, "answer").strip()
+            given = get(row, where, "options", kind=list)
+            wrong = [o for o in (get(row, where, "options", j).strip() for j in range(len(given))) if o != answer][:3]
+            if not wrong:
+                raise SchemaError(f"{where}: field 'options' has no wrong answer besides {answer!r}")
+            question = NAME_QUESTION if role == "real_faces" else get(row, where, "question")
+            at = positions.next(len(wrong) + 1)
+            yield where, canonical(f"{role}/{i}", "", "general", "image", "multiple_choice", "", question,
+                                   LETTERS[at], get_image(row, where, "image"), _with_answer(answer, wrong, at),
+                                   fact=role)

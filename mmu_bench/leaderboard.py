@@ -1,0 +1,280 @@
+"""`mmu-bench leaderboard`: results.json files -> one CSV, Markdown table and plot per
+benchmark and model. Built from results files only; rebuilding gives the same bytes.
+
+One row per method (and its configuration) and forget ratio: mean and standard deviation over
+seeds of every task metric, of the dimension scores and of the overall score, with the number
+of seeds and the method's version and source hash. Runs scored with different task versions
+never share a row. The vanilla and oracle reference models get rows of their own.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import results
+from .metrics import METRICS
+from .names import safe_name
+from .storage import atomic_write_text
+from .tasks import DIMENSIONS
+
+REFERENCE_ROLES = ("vanilla", "oracle")
+
+
+@dataclass
+class Collected:
+    runs: list[dict]
+    duplicates: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+def collect(roots: list[str]) -> Collected:
+    """Every results.json under ``roots``; a run found twice (same run_uid) counts once."""
+    seen: dict[str, dict] = {}
+    out = Collected(runs=[])
+    for root in roots:
+        for path in sorted(Path(root).rglob("results.json")):
+            try:
+                result = json.loads(path.read_text())
+                uid = result.get("run_uid") or f"{result['run_key']}/{result['run_id']}"
+            except (OSError, json.JSONDecodeError, KeyError) as exc:
+                out.unreadable.append(f"{path}: {exc}")
+                continue
+            if uid in seen:
+                out.duplicates += 1
+                continue
+            seen[uid] = result
+    out.runs = [seen[uid] for uid in sorted(seen)]
+    return out
+
+
+def _config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _task_versions(result: dict) -> str:
+    return ";".join(f"{name}={t['version']}" for name, t in sorted(result["tasks"].items()))
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _row(label: dict, per_run: list[dict]) -> dict:
+    """Aggregate the metric dicts of several runs (one per seed): mean and std of each."""
+    row = dict(label)
+    row["n_seeds"] = len(per_run)
+    keys = sorted({k for run in per_run for k in run})
+    for key in keys:
+        mean, std = _mean_std([run.get(key) for run in per_run])
+        row[f"{key}_mean"], row[f"{key}_std"] = mean, std
+    return row
+
+
+def _flatten(scores: dict, dims: dict, normalised: dict | None, overall: float | None) -> dict:
+    flat = {"overall": overall}
+    for dim in DIMENSIONS:
+        flat[f"{dim}/score"] = dims.get(dim)
+        if normalised is not None:
+            flat[f"{dim}/normalised"] = normalised.get(dim)
+    for task, per_metric in scores.items():
+        for metric in METRICS:
+            if metric in per_metric:
+                flat[f"{task}/{metric}"] = per_metric[metric]["mean"]
+    return flat
+
+
+def _reference_flat(result: dict, role: str) -> dict:
+    tasks = [_TaskLike(name, t) for name, t in result["tasks"].items()]
+    dims = {who: results.dimension_scores(result["scores"][who], tasks) for who in ("vanilla", "oracle")
+            if who in result["scores"]}
+    chance = {t.dimension: results.chance_score(result["scores"][role].get(t.name, {})) for t in tasks if t.primary}
+    normalised = results.normalise(dims[role], dims["vanilla"], dims.get("oracle"), chance)
+    return _flatten(result["scores"][role], dims[role], normalised, results.overall(normalised))
+
+
+@dataclass
+class _TaskLike:
+    name: str
+    spec: dict
+
+    @property
+    def dimension(self):
+        return self.spec["dimension"]
+
+    @property
+    def primary(self):
+        return self.spec["primary"]
+
+
+def build_rows(runs: list[dict]) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
+    """(benchmark, model) -> leaderboard rows, and notes on what was kept apart."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for result in runs:
+        method = result["method"]
+        key = (result["benchmark"]["name"], result["model"]["name"], result["benchmark"]["forget_ratio"],
+               method["name"], method["source_sha256"], _config_hash(method["config"]), _task_versions(result))
+        groups[key].append(result)
+    boards: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    notes = []
+    by_method: dict[tuple, set] = defaultdict(set)
+    references: dict[tuple, dict] = {}
+    for key, members in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        bench, model, ratio, name, sha, cfg, versions = key
+        by_method[(bench, model, ratio, name, sha, cfg)].add(versions)
+        members.sort(key=lambda r: (r["seed"], r.get("run_id", "")))
+        method = members[0]["method"]
+        label = {"method": name, "kind": "method", "forget_ratio": ratio,
+                 "seeds": " ".join(str(r["seed"]) for r in members), "method_version": method["version"],
+                 "source_sha256": sha[:12], "config_hash": cfg,
+                 "config": json.dumps(method["config"], sort_keys=True), "task_versions": versions}
+        flats = [_flatten(r["scores"]["unlearned"], r["dimensions"]["unlearned"], r["normalised"], r["overall"])
+                 for r in members]
+        boards[(bench, model)].append(_row(label, flats))
+        for role in REFERENCE_ROLES:
+            if role not in members[0]["scores"]:
+                continue
+            ref = members[0]["model"]["references"][role]
+            ref_hash = ref.get("recipe_hash", "") if isinstance(ref, dict) else ""
+            references.setdefault((bench, model, ratio, role, ref_hash, versions), members[0])
+    for (bench, model, ratio, role, ref_hash, versions), result in sorted(references.items(), key=lambda kv: str(kv[0])):
+        label = {"method": f"{role} (reference)", "kind": "reference", "forget_ratio": ratio, "seeds": "",
+                 "method_version": "", "source_sha256": ref_hash, "config_hash": "", "config": "",
+                 "task_versions": versions}
+        row = _row(label, [_reference_flat(result, role)])
+        row["n_seeds"] = 0
+        boards[(bench, model)].append(row)
+    for (bench, model, ratio, name, sha, cfg), versions in sorted(by_method.items(), key=lambda kv: str(kv[0])):
+        if len(versions) > 1:
+            notes.append(f"{bench}/{model}: {name} (forget {ratio:g}%, config {cfg}) was scored with "
+                         f"{len(versions)} different task versions; each has its own row")
+    for rows in boards.values():
+        rows.sort(key=lambda r: (-_sortable(r["overall_mean"]), r["kind"], r["method"], r["forget_ratio"],
+                                 r["config_hash"], r["task_versions"]))
+    return boards, notes
+
+
+def _sortable(value: float) -> float:
+    return -1.0 if value is None or math.isnan(value) else value
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    if value is None:
+        return ""
+    text = str(value)
+    if text.startswith(_FORMULA_START):
+        text = "'" + text  # a spreadsheet would execute it
+    return text
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    first = ["method", "kind", "forget_ratio", "n_seeds", "seeds", "overall_mean", "overall_std"]
+    dims = [f"{d}/{part}_{stat}" for d in DIMENSIONS for part in ("score", "normalised") for stat in ("mean", "std")]
+    tail = ["method_version", "source_sha256", "config_hash", "config", "task_versions"]
+    rest = sorted({k for r in rows for k in r} - set(first) - set(dims) - set(tail))
+    return first + [d for d in dims if any(d in r for r in rows)] + rest + tail
+
+
+def to_csv(rows: list[dict]) -> str:
+    columns = _columns(rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def _pm(row: dict, key: str) -> str:
+    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+    if mean is None or math.isnan(mean):
+        return "-"
+    return f"{mean:.3f} ± {std:.3f}" if row["n_seeds"] > 1 else f"{mean:.3f}"
+
+
+def to_markdown(rows: list[dict], title: str) -> str:
+    lines = [f"# {title}", "",
+             "Generated by `mmu-bench leaderboard` from results.json files; do not edit. Mean ± std over seeds. "
+             "Dimension scores: the mean of option-likelihood multiple-choice accuracy, cloze accuracy and ROUGE-L "
+             "(visual forgetting: lower is better; the others: higher). Overall: harmonic mean of the normalised "
+             "dimensions (see README).", "",
+             "| method | forget % | seeds | overall | visual forgetting ↓ | textual retention ↑ | retained VQA ↑ "
+             "| general utility ↑ | source |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        cells = [_cell(row["method"]).replace("|", "\\|"), f"{row['forget_ratio']:g}", str(row["n_seeds"] or "-"),
+                 _pm(row, "overall")] + [_pm(row, f"{d}/score") for d in DIMENSIONS] + [row["source_sha256"] or "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    """The four dimension scores per method (one panel per forget ratio), error bars = std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ratios = sorted({r["forget_ratio"] for r in rows})
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(10, 3.2 * len(ratios) + 0.6), squeeze=False)
+    colours = ["#c0392b", "#2980b9", "#27ae60", "#7f8c8d"]
+    labels = ["visual forgetting (lower is better)", "textual retention", "retained VQA", "general utility"]
+    for ax, ratio in zip(axes[:, 0], ratios):
+        panel = [r for r in rows if r["forget_ratio"] == ratio]
+        width = 0.8 / len(DIMENSIONS)
+        for d, dim in enumerate(DIMENSIONS):
+            means = [0.0 if math.isnan(r.get(f"{dim}/score_mean", float("nan"))) else r[f"{dim}/score_mean"]
+                     for r in panel]
+            stds = [0.0 if math.isnan(r.get(f"{dim}/score_std", float("nan"))) else r[f"{dim}/score_std"]
+                    for r in panel]
+            xs = [i + (d - 1.5) * width for i in range(len(panel))]
+            ax.bar(xs, means, width, yerr=stds, color=colours[d], label=labels[d], capsize=2)
+        ax.set_xticks(range(len(panel)))
+        ax.set_xticklabels([f"{r['method']}\n{r['config_hash']}" if r["kind"] == "method" else r["method"]
+                            for r in panel], fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("score")
+        ax.set_title(f"forget {ratio:g}%", fontsize=10)
+    axes[0, 0].legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, 1.35))
+    fig.suptitle(title, y=0.995, fontsize=11)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)
+
+
+def build(roots: list[str], out_dir: str, with_plot: bool = True) -> tuple[list[Path], list[str], Collected]:
+    """Write the leaderboard files; returns them, the notes and what was collected."""
+    collected = collect(roots)
+    boards, notes = build_rows(collected.runs)
+    written = []
+    out = Path(out_dir)
+    for (bench, model), rows in sorted(boards.items()):
+        stem = f"{safe_name(bench)}__{safe_name(model)}"
+        title = f"{bench} / {model}"
+        atomic_write_text(out / f"{stem}.csv", to_csv(rows))
+        atomic_write_text(out / f"{stem}.md", to_markdown(rows, title))
+        written += [out / f"{stem}.csv", out / f"{stem}.md"]
+        if with_plot:
+            plot(rows, out / f"{stem}.png", title)
+            written.append(out / f"{stem}.png")
+    return written, notes, collected
