@@ -14,7 +14,8 @@ class GAConfig(MethodConfig):
 class GA(UnlearningMethod):
     name = "ga"
     Config = GAConfig
-    benchmark_defaults = {"mmu-synth": {"lr": 1e-4, "steps": 25, "batch_size": 32, "schedule": "constant"}}
+    # Tuned by scripts/tune.py (README, "Comparison on MMU-Synth").
+    benchmark_defaults = {"mmu-synth": {"lr": 5e-5, "steps": 40, "batch_size": 32, "schedule": "constant"}}
 
     def loss(self, ctx, batch):
         return -nll(ctx.model, batch.forget)

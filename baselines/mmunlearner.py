@@ -63,7 +63,8 @@ class MMUnlearner(UnlearningMethod):
     version = "1"
     Config = MMUnlearnerConfig
     uses_retain = True
-    benchmark_defaults = {"mmu-synth": {"lr": 1e-4, "steps": 25, "batch_size": 32, "schedule": "constant",
+    # Tuned by scripts/tune.py (README, "Comparison on MMU-Synth").
+    benchmark_defaults = {"mmu-synth": {"lr": 2e-4, "steps": 40, "batch_size": 32, "schedule": "constant",
                                         "retain_per_forget": 1, "mask_batch_size": 16, "mask_batches": 8}}
 
     # -- stage 1 --------------------------------------------------------------------------

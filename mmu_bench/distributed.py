@@ -60,6 +60,10 @@ def accelerator():
 def _check_supported(acc) -> None:
     from accelerate.utils import DistributedType
 
+    if acc.num_processes != int(os.environ["WORLD_SIZE"]):
+        # e.g. CPUs without ACCELERATE_USE_CPU=true: every process would run the whole job alone
+        raise MMUBenchError(f"the launcher started {os.environ['WORLD_SIZE']} processes but accelerate set up "
+                            f"{acc.num_processes} (on CPUs set ACCELERATE_USE_CPU=true; see README, Multi-GPU)")
     if acc.distributed_type == DistributedType.DEEPSPEED:
         raise MMUBenchError("DeepSpeed is not supported: use DDP (the default) or FSDP with fsdp_version: 2")
     if acc.distributed_type == DistributedType.FSDP and not acc.is_fsdp2:
@@ -86,11 +90,6 @@ def prepare_model(acc, model):
     return acc.prepare_model(model)
 
 
-def unwrap(acc, model):
-    """The model without its DDP wrapper (FSDP2 keeps the module itself): what evaluation uses."""
-    return acc.unwrap_model(model) if acc is not None else model
-
-
 def release(acc) -> None:
     """Forget the models and optimizers of a finished run (a sweep runs many in one process)."""
     if acc is not None:
@@ -111,20 +110,41 @@ def per_process(total: int, acc) -> int:
     return total if acc is None else -(-total // acc.num_processes)
 
 
-def sharded(fn: Callable[[list], list], items: list, acc) -> list:
-    """``fn(items)``, with the items dealt out round-robin over the processes; returns every
-    result, in item order, on every process.
+def deal(total: int, index: int, count: int) -> tuple[list[int], list[int]]:
+    """Process ``index``'s items out of ``total`` dealt round-robin over ``count`` processes:
+    (its own, the same padded to the common length by repeating its last one).
 
-    Each process gets the same number of items (its last one repeated): under FSDP every
-    forward pass is collective, so all processes must run the same number of batches."""
+    Equal lengths because under FSDP every forward pass is collective: all processes must run
+    the same number of batches."""
+    mine = list(range(index, total, count))
+    length = -(-total // count)
+    return mine, mine + [mine[-1] if mine else 0] * (length - len(mine))
+
+
+def sharded(fn: Callable[[list], list], items: list, acc) -> list:
+    """``fn(items)`` with the items dealt out over the processes; every process gets every
+    result, in item order."""
     if acc is None:
         return fn(items)
-    mine = list(range(acc.process_index, len(items), acc.num_processes))
-    padded = mine + [mine[-1] if mine else 0] * (per_process(len(items), acc) - len(mine))
+    mine, padded = deal(len(items), acc.process_index, acc.num_processes)
     results = fn([items[i] for i in padded])
     from accelerate.utils import gather_object
 
     out: list = [None] * len(items)
-    for i, result in gather_object(list(zip(mine, results))):
+    for i, result in gather_object(list(zip(mine, results))):  # zip drops the padding
         out[i] = result
     return out
+
+
+def check_in_sync(acc, model) -> None:
+    """Raise when the processes' copies of ``model`` differ. DDP keeps them identical, bit for
+    bit, as long as every change is a gradient step through the wrapped model; a method that
+    edits weights by other means from its own slice of the data would silently give each
+    process a different model (and evaluation would mix them)."""
+    if acc is None or acc.is_fsdp2:  # FSDP2 holds shards, not copies: nothing to compare
+        return
+    sums = torch.stack([p.detach().sum(dtype=torch.float64) for p in model.parameters()])
+    every = acc.gather(sums[None])
+    if not bool((every == every[0]).all()):
+        raise MMUBenchError("the processes' models differ after unlearning: with several processes a method must "
+                            "change the model only through gradient steps on ctx.model (see README, Multi-GPU)")

@@ -159,9 +159,27 @@ def build_rows(runs: list[dict]) -> tuple[dict[tuple[str, str], list[dict]], lis
             notes.append(f"{bench}/{model}: {name} (forget {ratio:g}%, config {cfg}) was scored with "
                          f"{len(versions)} different task versions; each has its own row")
     for rows in boards.values():
+        _name_variants(rows)
         rows.sort(key=lambda r: (-_sortable(r["overall_mean"]), r["kind"], r["method"], r["forget_ratio"],
                                  r["config_hash"], r["task_versions"]))
     return boards, notes
+
+
+def _name_variants(rows: list[dict]) -> None:
+    """Rows of one method with different configurations get a ``variant`` naming the settings
+    that tell them apart (e.g. ``mask=random``), so a reader need not diff the config JSON."""
+    by_method: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        row.setdefault("variant", "")
+        if row["kind"] == "method":
+            by_method[(row["method"], row["forget_ratio"])].append(row)
+    for group in by_method.values():
+        configs = [json.loads(r["config"]) for r in group]
+        if len({r["config_hash"] for r in group}) < 2:
+            continue
+        keys = sorted({k for c in configs for k in c if len({json.dumps(x.get(k)) for x in configs}) > 1})
+        for row, config in zip(group, configs):
+            row["variant"] = " ".join(f"{k}={config.get(k)}" for k in keys)
 
 
 def _sortable(value: float) -> float:
@@ -183,7 +201,7 @@ def _cell(value) -> str:
 
 
 def _columns(rows: list[dict]) -> list[str]:
-    first = ["method", "kind", "forget_ratio", "n_seeds", "seeds", "overall_mean", "overall_std"]
+    first = ["method", "variant", "kind", "forget_ratio", "n_seeds", "seeds", "overall_mean", "overall_std"]
     dims = [f"{d}/{part}_{stat}" for d in DIMENSIONS for part in ("score", "normalised") for stat in ("mean", "std")]
     tail = ["method_version", "source_sha256", "config_hash", "config", "task_versions"]
     rest = sorted({k for r in rows for k in r} - set(first) - set(dims) - set(tail))
@@ -217,7 +235,8 @@ def to_markdown(rows: list[dict], title: str) -> str:
              "| general utility ↑ | source |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        cells = [_cell(row["method"]).replace("|", "\\|"), f"{row['forget_ratio']:g}", str(row["n_seeds"] or "-"),
+        name = f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
+        cells = [_cell(name).replace("|", "\\|"), f"{row['forget_ratio']:g}", str(row["n_seeds"] or "-"),
                  _pm(row, "overall")] + [_pm(row, f"{d}/score") for d in DIMENSIONS] + [row["source_sha256"] or "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -245,7 +264,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
             xs = [i + (d - 1.5) * width for i in range(len(panel))]
             ax.bar(xs, means, width, yerr=stds, color=colours[d], label=labels[d], capsize=2)
         ax.set_xticks(range(len(panel)))
-        ax.set_xticklabels([f"{r['method']}\n{r['config_hash']}" if r["kind"] == "method" else r["method"]
+        ax.set_xticklabels([f"{r['method']}\n{r.get('variant') or r['config_hash']}" if r["kind"] == "method" else r["method"]
                             for r in panel], fontsize=8)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("score")

@@ -160,11 +160,11 @@ def open_session(config: RunConfig, progress: bool) -> Session:
 
 
 def process_device(config: RunConfig, acc) -> torch.device:
-    """Under ``accelerate launch`` the launcher places each process (``--cpu`` for CPUs)."""
+    """Under ``accelerate launch`` accelerate places each process: one GPU each, or the CPU."""
     wanted = pick_device(config.device) if config.device != "auto" else acc.device
     if wanted.type != acc.device.type:
-        raise MMUBenchError(f"--device {config.device}: accelerate placed this process on {acc.device}; "
-                            "choose devices through accelerate launch (--cpu, --gpu_ids)")
+        raise MMUBenchError(f"--device {config.device}: accelerate placed this process on {acc.device}; choose "
+                            "devices through accelerate (--gpu_ids; ACCELERATE_USE_CPU=true for CPUs)")
     return acc.device
 
 
@@ -222,6 +222,7 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
     train_started = time.time()
     method.setup(ctx)
     method.unlearn(ctx)
+    distributed.check_in_sync(acc, ctx.unwrapped_model)
     losses = [h["loss"] for h in ctx.history if "loss" in h]
     training = {"steps": len(losses), "first_loss": losses[0] if losses else None,
                 "last_loss": losses[-1] if losses else None, "method_report": ctx.extras,

@@ -110,6 +110,23 @@ def test_different_task_versions_or_configs_never_share_a_row(tmp_path):
     ga = [r for r in read_csv(tmp_path / "lb" / "mmu-synth__tiny-llava.csv") if r["method"] == "ga"]
     assert len(ga) == 3 and all(r["n_seeds"] == "1" for r in ga)
     assert any("different task versions" in n for n in notes)
+    # The configurations that differ are named, so a reader sees what each row is.
+    assert sorted(r["variant"] for r in ga) == ["lr=0.0001", "lr=0.0001", "lr=0.001"]
+
+
+def test_variants_name_only_the_settings_that_differ(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        write(runs, fake_result(method="mmunlearner", seed=seed, config={"lr": 1e-4, "mask": "saliency"}))
+        ablation = fake_result(method="mmunlearner", seed=seed, config={"lr": 1e-4, "mask": "random"}, forget=0.7)
+        ablation["run_id"] += "-random"
+        write(runs, ablation)
+    write(runs, fake_result(method="npo", config={"lr": 1e-4}))
+    leaderboard.build([str(runs)], str(tmp_path / "lb"))
+    rows = {(r["method"], r["variant"]): r for r in read_csv(tmp_path / "lb" / "mmu-synth__tiny-llava.csv")}
+    assert set(rows) >= {("mmunlearner", "mask=saliency"), ("mmunlearner", "mask=random"), ("npo", "")}
+    assert rows[("mmunlearner", "mask=random")]["n_seeds"] == "2"
+    assert "| mmunlearner (mask=random) | 10 | 2 |" in (tmp_path / "lb" / "mmu-synth__tiny-llava.md").read_text()
 
 
 def test_spreadsheet_formulas_are_neutralised_and_names_in_paths_sanitised(tmp_path):

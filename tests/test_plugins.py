@@ -22,9 +22,13 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "plugin"
 def installed_example(tmp_path_factory):
     """pip-install examples/plugin into a folder of its own and put it on sys.path: the test
     environment sees the package and its entry point exactly as after `pip install`."""
+    import shutil
+
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "plugin"
+    shutil.copytree(EXAMPLE, source)  # setuptools builds in the source tree: keep the repo clean
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(EXAMPLE)], check=True)
+                    "--target", str(target), str(source)], check=True)
     sys.path.insert(0, str(target))
     yield target
     sys.path.remove(str(target))
