@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mmu_bench.losses import nll, sequence_nll
-from mmu_bench.method import MethodConfig, UnlearningMethod
+from mmu_bench.method import PUBLISHED_SETTINGS, MethodConfig, UnlearningMethod
 
 
 @dataclass
@@ -35,7 +35,7 @@ class SimNPO(UnlearningMethod):
     name = "simnpo"
     Config = SimNPOConfig
     # Tuned by scripts/tune.py (README, "Comparison on MMU-Synth").
-    benchmark_defaults = {"mmu-synth": {"lr": 2e-4, "steps": 15, "batch_size": 32, "schedule": "constant"}}
+    benchmark_defaults = {**PUBLISHED_SETTINGS, "mmu-synth": {"lr": 2e-4, "steps": 15, "batch_size": 32, "schedule": "constant"}}
 
     @property
     def uses_retain(self) -> bool:  # a retain batch only when its term counts

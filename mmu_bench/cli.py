@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import typing
 
@@ -165,7 +164,7 @@ def cmd_prepare(args) -> int:
     benchmark, refs = out["benchmark"], out["references"]
     print(f"benchmark {benchmark.name} ({benchmark.fingerprint}), forget {benchmark.forget_ratio:g}%: "
           f"{len(benchmark.forget_entities)} forget / {len(benchmark.retain_entities)} retained entities")
-    print(f"multiple choice: greedy letter (mc) / option log-likelihood (ll); score: task score")
+    print("multiple choice: greedy letter (mc) / option log-likelihood (ll); score: task score")
     print(f"{'task':26s} {'vanilla mc':>10s} {'ll':>6s} {'score':>6s}   {'oracle mc':>9s} {'ll':>6s} {'score':>6s}")
     for task in out["tasks"]:
         cells = []

@@ -104,16 +104,21 @@ def coerce(value, annotation, where: str):
 def method_config(cls: type[UnlearningMethod], benchmark: str, overrides: dict) -> MethodConfig:
     """The method's Config: dataclass defaults <- its defaults for ``benchmark`` <- ``overrides``.
     Unknown or ill-typed keys are errors that list the valid ones."""
-    config_cls = cls.Config
+    merged = {**cls.benchmark_defaults.get(benchmark, {}), **overrides}
+    return typed_dataclass(cls.Config, merged, f"method {cls.name!r}", "argument")
+
+
+def typed_dataclass(config_cls: type, values: dict, owner: str, noun: str):
+    """``config_cls(**values)`` with each value coerced to its field's type. Unknown keys, bad
+    types and invalid values raise MMUBenchError naming ``owner`` and listing the valid keys."""
     hints = typing.get_type_hints(config_cls)
     fields = {f.name for f in dataclasses.fields(config_cls)}
-    merged = {**cls.benchmark_defaults.get(benchmark, {}), **overrides}
-    unknown = sorted(set(merged) - fields)
+    unknown = sorted(set(values) - fields)
     if unknown:
         valid = ", ".join(f"{name} ({getattr(hints[name], '__name__', hints[name])})" for name in sorted(fields))
-        raise MMUBenchError(f"method {cls.name!r}: unknown argument(s) {', '.join(unknown)}; valid: {valid}")
-    values = {k: coerce(v, hints[k], f"method {cls.name!r} argument {k!r}") for k, v in merged.items()}
+        raise MMUBenchError(f"{owner}: unknown {noun}(s) {', '.join(unknown)}; valid: {valid}")
+    typed = {k: coerce(v, hints[k], f"{owner} {noun} {k!r}") for k, v in values.items()}
     try:
-        return config_cls(**values)
+        return config_cls(**typed)
     except (TypeError, ValueError) as exc:
-        raise MMUBenchError(f"method {cls.name!r}: invalid configuration: {exc}") from exc
+        raise MMUBenchError(f"{owner}: invalid configuration: {exc}") from exc

@@ -59,3 +59,16 @@ def test_cli_rejects_bad_values_and_unknown_yaml_keys(tmp_path):
         build_config(make_parser().parse_args(["run", "--config", str(cfg)]))
     with pytest.raises(MMUBenchError, match="--method-arg expects KEY=VALUE"):
         build_config(make_parser().parse_args(["run", "--method-arg", "beta"]))
+
+
+def test_builtin_methods_start_from_the_published_settings_on_real_benchmarks():
+    from mmu_bench.config import method_config
+    from mmu_bench.registry import resolve_method
+
+    for name in ("ga", "ga_diff", "kl_min", "npo", "simnpo", "idk"):
+        cfg = method_config(resolve_method(name).cls, "mllmu", {})
+        assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.steps, cfg.schedule) == (2e-5, 4, 1.0, 0, "linear"), name
+    mmu = method_config(resolve_method("mmunlearner").cls, "clear", {})
+    assert (mmu.lr, mmu.batch_size, mmu.mask_batch_size, mmu.mask_batches) == (1e-5, 2, 2, 0)
+    # The embedded benchmark keeps its tuned values; user arguments still win.
+    assert method_config(resolve_method("npo").cls, "mmu-synth", {"lr": "1e-3"}).lr == 1e-3

@@ -22,7 +22,6 @@ import importlib.util
 import json
 import math
 import time
-import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -78,18 +77,9 @@ def _hash(obj) -> str:
 
 def parse_options(name: str, values: dict) -> HFOptions:
     """Command-line strings (or YAML values) -> typed options; unknown keys list the valid ones."""
-    from ..config import coerce
-    from ..errors import MMUBenchError
+    from ..config import typed_dataclass
 
-    hints = typing.get_type_hints(HFOptions)
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
-        raise MMUBenchError(f"model {name!r}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(hints))}")
-    typed = {k: coerce(v, hints[k], f"model {name!r} option {k!r}") for k, v in values.items()}
-    try:
-        return HFOptions(**typed)
-    except (TypeError, ValueError) as exc:
-        raise MMUBenchError(f"model {name!r}: {exc}") from exc
+    return typed_dataclass(HFOptions, values, f"model {name!r}", "option")
 
 
 # --------------------------------------------------------------------------------------------
