@@ -24,6 +24,7 @@ Decisions the public code leaves open (see the README):
   parameters; ``strict=False`` masks the gradient only, as the public code does.
 """
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -122,10 +123,8 @@ class MMUnlearner(UnlearningMethod):
         step = 0
         for _ in range(forget_steps):
             loss = -nll(ctx.model, to_device(next(forget), ctx.model))
-            if cfg.strict:
-                with saliency.masked_out_fixed(ctx.model, self.mask):
-                    stepper.step(loss, step, after_backward=mask_grads, kind="forget")
-            else:
+            guard = saliency.masked_out_fixed(ctx.model, self.mask) if cfg.strict else contextlib.nullcontext()
+            with guard:
                 stepper.step(loss, step, after_backward=mask_grads, kind="forget")
             step += 1
             bar.update()

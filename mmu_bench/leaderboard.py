@@ -10,7 +10,6 @@ never share a row. The vanilla and oracle reference models get rows of their own
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -22,7 +21,7 @@ from pathlib import Path
 from . import results
 from .metrics import METRICS
 from .names import safe_name
-from .storage import atomic_write_text
+from .storage import atomic_write_text, json_digest
 from .tasks import DIMENSIONS
 
 REFERENCE_ROLES = ("vanilla", "oracle")
@@ -56,7 +55,7 @@ def collect(roots: list[str]) -> Collected:
 
 
 def _config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    return json_digest(config, 8)
 
 
 def _task_versions(result: dict) -> str:

@@ -24,7 +24,7 @@ from .errors import MMUBenchError
 from .evaluation import EvalSettings, Evaluation, evaluate
 from .metrics import KNOWLEDGE_METRIC
 from .provenance import environment, git_state, package_versions
-from .storage import atomic_write_json, home, staging_dir
+from .storage import atomic_write_json, home, json_digest, staging_dir
 from .tasks import Task, default_prompts, load_tasks
 
 # Tasks whose vanilla multiple-choice accuracy proves the model knows the forget entities.
@@ -140,11 +140,23 @@ class Session:
 def open_session(config: RunConfig, progress: bool) -> Session:
     """Checks names and options (before any work), then loads the benchmark and the reference
     scores, and refuses when the vanilla model does not know the benchmark."""
+    check_names(config)
+    tasks = load_tasks(config.tasks)
+    benchmark, provider, settings, refs, device = load_references(config, load_tasks(), progress)
+    knowledge = knowledge_check(refs["vanilla"]["scores"], config.min_vanilla_mc)
+    return Session(config, tasks, benchmark, provider, settings, refs, knowledge, device)
+
+
+def check_names(config: RunConfig) -> None:
+    """Options and the benchmark and model names: errors before any work."""
     config.validate()
     registry.benchmark_loader(config.benchmark)
     registry.model_provider(config.model)
-    tasks = load_tasks(config.tasks)
-    all_tasks = load_tasks()
+
+
+def load_references(config: RunConfig, tasks: list[Task], progress: bool):
+    """The benchmark and the reference models' scores on ``tasks`` (training and scoring them
+    if missing): (benchmark, provider, settings, refs, device)."""
     acc = distributed.accelerator()
     device = pick_device(config.device) if acc is None else process_device(config, acc)
     progress = progress and distributed.is_main()
@@ -154,9 +166,8 @@ def open_session(config: RunConfig, progress: bool) -> Session:
         benchmark = load_benchmark(config)
         provider = make_provider(config, progress)
         settings = eval_settings(config, progress)
-        refs = reference_scores(provider, benchmark, all_tasks, settings, device)
-    knowledge = knowledge_check(refs["vanilla"]["scores"], config.min_vanilla_mc)
-    return Session(config, tasks, benchmark, provider, settings, refs, knowledge, device)
+        refs = reference_scores(provider, benchmark, tasks, settings, device)
+    return benchmark, provider, settings, refs, device
 
 
 def process_device(config: RunConfig, acc) -> torch.device:
@@ -176,7 +187,7 @@ def run_key(config: RunConfig, method: dict) -> str:
         "benchmark_args": config.benchmark_args, "model": config.model, "model_args": config.model_args,
         "tasks": config.tasks, "eval_limit": config.eval_limit,
     }
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return json_digest(blob, 20)
 
 
 def method_info(config: RunConfig) -> tuple[registry.ResolvedMethod, object, dict]:
@@ -316,24 +327,20 @@ def _json_safe(obj):
 def write_run(config: RunConfig, result: dict, evaluation: Evaluation) -> Path:
     """Everything is written into a staging folder renamed into place at the end: a crash or
     Ctrl-C leaves no partial run, and an existing run folder is never touched."""
-    for _ in range(100):
-        final = new_run_dir(config, result["method"]["name"])
-        result["run_id"] = final.name
-        try:
-            with staging_dir(final) as tmp:
-                (tmp / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-                with open(tmp / "samples.jsonl", "w", encoding="utf-8") as fh:
-                    for record in evaluation.records:
-                        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-                rows = results.table_rows(result)
-                (tmp / "table.csv").write_text(results.to_csv(rows))
-                (tmp / "table.md").write_text(results.to_markdown(rows, title=summary_title(result),
-                                                                   footer=summary_footer(result)))
-                (tmp / "results.json").write_text(json.dumps(_json_safe(result), indent=2, sort_keys=True) + "\n")
-            return final
-        except FileExistsError:
-            continue  # another run took this id meanwhile: take the next one
-    raise MMUBenchError(f"could not find a free run folder under {config.output_dir}")
+
+    def fill(tmp: Path, run_id: str) -> None:
+        result["run_id"] = run_id
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        with open(tmp / "samples.jsonl", "w", encoding="utf-8") as fh:
+            for record in evaluation.records:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        rows = results.table_rows(result)
+        (tmp / "table.csv").write_text(results.to_csv(rows))
+        (tmp / "table.md").write_text(results.to_markdown(rows, title=summary_title(result),
+                                                           footer=summary_footer(result)))
+        (tmp / "results.json").write_text(json.dumps(_json_safe(result), indent=2, sort_keys=True) + "\n")
+
+    return _write_new_folder(config, result["method"]["name"], fill)
 
 
 def write_failure(config: RunConfig, method_name: str, key: str | None, error: BaseException) -> Path:
@@ -341,14 +348,23 @@ def write_failure(config: RunConfig, method_name: str, key: str | None, error: B
     record = {"run_key": key, "config": config.to_dict(), "error": f"{type(error).__name__}: {error}",
               "traceback": "".join(traceback.format_exception(error)),
               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    def fill(tmp: Path, run_id: str) -> None:
+        (tmp / "failure.json").write_text(json.dumps(_json_safe(record), indent=2, default=str) + "\n")
+
+    return _write_new_folder(config, method_name, fill)
+
+
+def _write_new_folder(config: RunConfig, method_name: str, fill) -> Path:
+    """``fill(tmp, run_id)`` writes a staging folder that is renamed to a new run folder."""
     for _ in range(100):
         final = new_run_dir(config, method_name)
         try:
             with staging_dir(final) as tmp:
-                (tmp / "failure.json").write_text(json.dumps(_json_safe(record), indent=2, default=str) + "\n")
+                fill(tmp, final.name)
             return final
         except FileExistsError:
-            continue
+            continue  # another run took this id meanwhile: take the next one
     raise MMUBenchError(f"could not find a free run folder under {config.output_dir}")
 
 
@@ -367,15 +383,7 @@ def summary_footer(result: dict) -> str:
 
 def prepare(config: RunConfig, progress: bool = True) -> dict:
     """Generate the benchmark, train (or find) the reference models, score them once."""
-    config.validate()
-    registry.benchmark_loader(config.benchmark)
-    registry.model_provider(config.model)
+    check_names(config)
     tasks = load_tasks()
-    acc = distributed.accelerator()
-    device = pick_device(config.device) if acc is None else process_device(config, acc)
-    progress = progress and distributed.is_main()
-    with distributed.main_first(acc):  # the main process prepares; the others find its caches
-        benchmark = load_benchmark(config)
-        provider = make_provider(config, progress)
-        refs = reference_scores(provider, benchmark, tasks, eval_settings(config, progress), device)
+    benchmark, _, _, refs, _ = load_references(config, tasks, progress)
     return {"benchmark": benchmark, "references": refs, "tasks": tasks}

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+
+def json_digest(obj, length: int = 16) -> str:
+    """A short, stable hash of a JSON-able description (cache keys, run keys, config ids)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 def home() -> Path:

@@ -47,7 +47,7 @@ class Stepper:
     and methods with a loop of their own (MMUnlearner's interleaving) share."""
 
     def __init__(self, method: UnlearningMethod, ctx, total: int):
-        self.method, self.ctx, self.total = method, ctx, total
+        self.method, self.ctx = method, ctx
         self.accelerator = ctx.accelerator
         self.optimizer = method.make_optimizer(ctx)
         # The schedule is ours, not accelerate's: a prepared scheduler would advance once per
@@ -57,9 +57,9 @@ class Stepper:
         if self.accelerator is not None:
             self.optimizer = self.accelerator.prepare_optimizer(self.optimizer)
 
-    def step(self, loss: torch.Tensor, step: int, after_backward=None, advance: bool = True, **log) -> None:
-        """Backward, ``after_backward`` (default: the method's hook), clip, optimizer step;
-        ``advance`` moves the schedule on (once per counted step)."""
+    def step(self, loss: torch.Tensor, step: int, after_backward=None, **log) -> None:
+        """Backward, ``after_backward`` (default: the method's hook), clip, optimizer step,
+        schedule step."""
         acc = self.accelerator
         # Over several processes the logged loss is the mean of the processes' losses (each on
         # its slice of the batch), and all of them stop together on a non-finite one.
@@ -81,8 +81,7 @@ class Stepper:
             grad_norm = acc.clip_grad_norm_(self.params, clip).item()
         self.optimizer.step()
         lr = self.scheduler.get_last_lr()[0]
-        if advance:
-            self.scheduler.step()
+        self.scheduler.step()
         self.ctx.log(step=step, loss=logged.item(), lr=lr, grad_norm=grad_norm, **log)
 
 

@@ -17,13 +17,13 @@ the base.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ..storage import json_digest
 
 RECIPE_VERSION = "1"  # bump whenever training code changes what a recipe produces
 DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
@@ -69,10 +69,6 @@ class HFOptions:
         if self.lora:
             keys += ["lora_r", "lora_alpha", "lora_dropout"]
         return {"lora": self.lora, **{k: getattr(self, k) for k in keys}}
-
-
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def parse_options(name: str, values: dict) -> HFOptions:
@@ -225,7 +221,7 @@ class HFProvider:
         given = getattr(self.options, role)
         if given:
             return Path(given)
-        return home() / "models" / self.name / f"{role}-{_hash(self._key(role, benchmark))}"
+        return home() / "models" / self.name / f"{role}-{json_digest(self._key(role, benchmark))}"
 
     # -- loading -----------------------------------------------------------------------------
     def _from_pretrained(self, cls, source: str, **extra):
@@ -296,7 +292,7 @@ class HFProvider:
         model = self.trainable(self._weights(str(path)))
         model.eval()
         processor = self._load_processor(str(path)) if _has_processor(str(path)) else self.processor()
-        recipe_hash = _hash(str(path.resolve())) if given else path.name.rsplit("-", 1)[-1]
+        recipe_hash = json_digest(str(path.resolve())) if given else path.name.rsplit("-", 1)[-1]
         return LoadedModel(model, processor, role, str(path), recipe_hash)
 
     def load_checkpoint(self, path: str, benchmark):

@@ -3,8 +3,6 @@ and Llama configs, a word-level tokenizer and a ``LlavaProcessor``, all made wit
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -20,6 +18,8 @@ from transformers import (
     LlavaProcessor,
     PreTrainedTokenizerFast,
 )
+
+from ..storage import json_digest
 
 SPECIAL = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>", "image": "<image>"}
 # LLaVA-1.5's conversation format, written as a Jinja chat template over structured content.
@@ -185,10 +185,6 @@ def recipe_vocabulary(prompts: dict) -> list[str]:
     return case_variants(set(vocabulary()) | prompt_words(prompts) | {"USER", "ASSISTANT", ":"})
 
 
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def training_features(rows, processor, prompts: dict, mc_weight: int) -> list[list[dict]]:
     """Per row, its encoded (prompt, answer) pairs. The letter answer of a multiple-choice row
     is included ``mc_weight`` times (0: never; its option-text pair always is)."""
@@ -257,7 +253,7 @@ class TinyLlavaProvider:
             from ..errors import UnknownNameError
 
             raise UnknownNameError("reference model", role, self.roles)
-        key = {"base": _hash(self._base_key()), "role": role, "benchmark": benchmark.name,
+        key = {"base": json_digest(self._base_key()), "role": role, "benchmark": benchmark.name,
                "data": benchmark.fingerprint, "finetune_steps": self.recipe.finetune_steps}
         if role == "oracle":
             key["forget_entities"] = list(benchmark.forget_entities)
@@ -267,8 +263,8 @@ class TinyLlavaProvider:
         from ..storage import home
 
         if role == "base":
-            return home() / "models" / self.name / f"base-{_hash(self._base_key())}"
-        return home() / "models" / self.name / f"{role}-{_hash(self._key(role, benchmark))}"
+            return home() / "models" / self.name / f"base-{json_digest(self._base_key())}"
+        return home() / "models" / self.name / f"{role}-{json_digest(self._key(role, benchmark))}"
 
     # -- loading and training ----------------------------------------------------------------
     def _encode(self, rows, processor, prompts, source: str) -> list[dict]:
