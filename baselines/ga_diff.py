@@ -6,7 +6,7 @@ loss = -NLL(forget) + retain_weight * NLL(retain)
 from dataclasses import dataclass
 
 from mmu_bench.losses import nll
-from mmu_bench.method import PUBLISHED_SETTINGS, MethodConfig, UnlearningMethod
+from mmu_bench.method import MethodConfig, UnlearningMethod
 
 
 @dataclass
@@ -18,8 +18,6 @@ class GADiff(UnlearningMethod):
     name = "ga_diff"
     Config = GADiffConfig
     uses_retain = True
-    # Tuned by scripts/tune.py (README, "Comparison on MMU-Synth").
-    benchmark_defaults = {**PUBLISHED_SETTINGS, "mmu-synth": {"lr": 2e-4, "steps": 40, "batch_size": 32, "schedule": "constant"}}
 
     def loss(self, ctx, batch):
         return -nll(ctx.model, batch.forget) + self.config.retain_weight * nll(ctx.model, batch.retain)

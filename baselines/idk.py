@@ -8,7 +8,7 @@ loss = NLL(forget questions -> refusal) + retain_weight * NLL(retain)
 from dataclasses import dataclass
 
 from mmu_bench.losses import nll
-from mmu_bench.method import PUBLISHED_SETTINGS, MethodConfig, UnlearningMethod
+from mmu_bench.method import MethodConfig, UnlearningMethod
 
 
 @dataclass
@@ -26,8 +26,6 @@ class IDK(UnlearningMethod):
     name = "idk"
     Config = IDKConfig
     uses_retain = True
-    # Tuned by scripts/tune.py (README, "Comparison on MMU-Synth").
-    benchmark_defaults = {**PUBLISHED_SETTINGS, "mmu-synth": {"lr": 2e-4, "steps": 15, "batch_size": 32, "schedule": "constant"}}
 
     def setup(self, ctx):
         answer = self.config.answer

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from mmu_bench.losses import kl_from_reference, model_inputs, nll, nll_from_logits
-from mmu_bench.method import PUBLISHED_SETTINGS, MethodConfig, UnlearningMethod
+from mmu_bench.method import MethodConfig, UnlearningMethod
 
 
 @dataclass
@@ -22,9 +22,6 @@ class KLMin(UnlearningMethod):
     name = "kl_min"
     Config = KLMinConfig
     uses_retain = True
-    reference = "vanilla"
-    # Tuned by scripts/tune.py (README, "Comparison on MMU-Synth").
-    benchmark_defaults = {**PUBLISHED_SETTINGS, "mmu-synth": {"lr": 2e-4, "steps": 40, "batch_size": 32, "schedule": "constant"}}
 
     def setup(self, ctx):
         self.ref = ctx.reference_model("vanilla")

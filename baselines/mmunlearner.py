@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass
 
 from mmu_bench import saliency
-from mmu_bench.evaluation import to_device
+from mmu_bench.encoding import to_device
 from mmu_bench.losses import nll
-from mmu_bench.method import PUBLISHED_SETTINGS, MethodConfig, UnlearningMethod
+from mmu_bench.method import MethodConfig, UnlearningMethod
 from mmu_bench.train import Stepper, progress_bar, total_steps
 
 
@@ -64,14 +64,6 @@ class MMUnlearner(UnlearningMethod):
     version = "1"
     Config = MMUnlearnerConfig
     uses_retain = True
-    # Tuned by scripts/tune.py (README, "Comparison on MMU-Synth").
-    benchmark_defaults = {
-        # The paper's: AdamW lr 1e-5, 1 epoch, batch 4 (MLLMU-Bench) or 2 (CLEAR), mask batches alike.
-        "mllmu": {**PUBLISHED_SETTINGS["mllmu"], "lr": 1e-5, "mask_batch_size": 4},
-        "clear": {**PUBLISHED_SETTINGS["clear"], "lr": 1e-5, "batch_size": 2, "mask_batch_size": 2},
-        "mmu-synth": {"lr": 2e-4, "steps": 40, "batch_size": 32, "schedule": "constant",
-                      "retain_per_forget": 1, "mask_batch_size": 16, "mask_batches": 8},
-    }
 
     # -- stage 1 --------------------------------------------------------------------------
     def _batches(self, ctx, data, seed: int):
@@ -85,7 +77,7 @@ class MMUnlearner(UnlearningMethod):
     def _fisher(self, ctx, params, sets, desc):
         """Mean squared gradients over the batches of all ``sets`` together."""
         batches = (b for i, data in enumerate(sets) for b in self._batches(ctx, data, ctx.seed + 10 + i))
-        return saliency.fisher_diagonal(ctx.model, params, batches, desc=desc)
+        return saliency.fisher_diagonal(ctx.model, params, batches, desc=desc, progress=ctx.progress)
 
     def _side_mask(self, ctx, variant: str):
         params = saliency.select(ctx.model, variant)
@@ -119,7 +111,7 @@ class MMUnlearner(UnlearningMethod):
         forget = ctx.data.forget.batches(cfg.batch_size, seed=ctx.seed)
         retain = ctx.data.retain.batches(cfg.batch_size, seed=ctx.seed + 1)
         mask_grads = lambda _ctx: saliency.mask_gradients(ctx.model, self.mask)  # noqa: E731
-        bar = progress_bar(total, "unlearning (mmunlearner)", progress=True)
+        bar = progress_bar(total, "unlearning (mmunlearner)", progress=ctx.progress)
         step = 0
         for _ in range(forget_steps):
             loss = -nll(ctx.model, to_device(next(forget), ctx.model))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mmu_bench.losses import nll
-from mmu_bench.method import PUBLISHED_SETTINGS, MethodConfig, UnlearningMethod
+from mmu_bench.method import MethodConfig, UnlearningMethod
 
 
 @dataclass
@@ -34,9 +34,6 @@ def npo_loss(nll_theta: torch.Tensor, nll_ref: torch.Tensor, beta: float) -> tor
 class NPO(UnlearningMethod):
     name = "npo"
     Config = NPOConfig
-    reference = "oracle"
-    # Tuned by scripts/tune.py (README, "Comparison on MMU-Synth").
-    benchmark_defaults = {**PUBLISHED_SETTINGS, "mmu-synth": {"lr": 5e-5, "steps": 40, "batch_size": 32, "schedule": "constant"}}
 
     def setup(self, ctx):
         self.ref = ctx.reference_model(self.config.reference)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mmu_bench.losses import nll, sequence_nll
-from mmu_bench.method import PUBLISHED_SETTINGS, MethodConfig, UnlearningMethod
+from mmu_bench.method import MethodConfig, UnlearningMethod
 
 
 @dataclass
@@ -34,8 +34,6 @@ def simnpo_loss(sequence_nlls: torch.Tensor, beta: float, gamma: float) -> torch
 class SimNPO(UnlearningMethod):
     name = "simnpo"
     Config = SimNPOConfig
-    # Tuned by scripts/tune.py (README, "Comparison on MMU-Synth").
-    benchmark_defaults = {**PUBLISHED_SETTINGS, "mmu-synth": {"lr": 2e-4, "steps": 15, "batch_size": 32, "schedule": "constant"}}
 
     @property
     def uses_retain(self) -> bool:  # a retain batch only when its term counts

@@ -55,9 +55,9 @@ def main() -> None:
     for batch_size in (64, 1):
         settings = EvalSettings(batch_size=batch_size, limit=args.eval_items, progress=False)
         start = time.perf_counter()
-        result = evaluate(loaded.model, loaded.processor, benchmark.eval, tasks, settings)
+        records = evaluate(loaded.model, loaded.processor, benchmark.eval, tasks, settings)
         timings[batch_size] = time.perf_counter() - start
-        n = len(result.records)
+        n = len(records)
     print(f"evaluation of {n} items: batch 64 {timings[64]:.1f} s, batch 1 {timings[1]:.1f} s "
           f"-> batching is {timings[1] / timings[64]:.1f}x faster")
     print(f"run folders under {out}; cache under {env['MMU_BENCH_HOME']}")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import typing
-
-from . import __version__
 from pathlib import Path
 
+from . import __version__
 from .config import RunConfig, coerce, load_yaml, parse_assignment
 from .errors import MMUBenchError
 
@@ -17,7 +16,8 @@ _FLAGS = {
     "method": ("--method", "method: a built-in or entry-point name, package.module:Class, or path/to/file.py:Class"),
     "benchmark": ("--benchmark", "benchmark name (default mmu-synth)"),
     "model": ("--model", "model name (default tiny-llava; see `mmu-bench list`), or hf:<hub name or local folder>"),
-    "forget_ratio": ("--forget-ratio", "percentage of entities to forget (MMU-Synth and MLLMU-Bench: 5, 10 or 15; CLEAR: 1, 5 or 10; default 10)"),
+    "forget_ratio": ("--forget-ratio", "percentage of entities to forget (MMU-Synth and MLLMU-Bench: 5, 10 or 15; "
+                                       "CLEAR: 1, 5 or 10; default 10)"),
     "seed": ("--seed", "seed of the unlearning run (default 0)"),
     "output_dir": ("--output-dir", "where run folders go (default ./runs)"),
     "eval_batch_size": ("--eval-batch-size", "evaluation batch size (default 64)"),
@@ -45,6 +45,9 @@ def _add_run_options(parser: argparse.ArgumentParser, with_method: bool) -> None
             continue
         parser.add_argument(flag, dest=name, action="append", default=None, metavar="KEY=VALUE", help=help_text)
     parser.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
+    parser.add_argument("--measure", dest="measures", action="append", default=None, metavar="MEASURE",
+                        help="a measure every task also reports: a registered name, package.module:Class or "
+                             "path/to/file.py:Class (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -62,8 +65,10 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             values.setdefault(name, {})[key] = value if name == "method_args" else _literal(value)
     if getattr(args, "tasks", None):
         values["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if getattr(args, "measures", None):
+        values["measures"] = [*values.get("measures", []), *(m for m in args.measures if m not in values.get("measures", []))]
     for name, value in list(values.items()):
-        if name in hints and name not in ("method_args", "benchmark_args", "model_args", "tasks"):
+        if name in hints and name not in ("method_args", "benchmark_args", "model_args", "tasks", "measures"):
             values[name] = coerce(value, hints[name], f"option {name!r}")
     if "forget_ratio" in values and float(values["forget_ratio"]).is_integer():
         values["forget_ratio"] = int(values["forget_ratio"])
@@ -153,31 +158,34 @@ def cmd_leaderboard(args) -> int:
 
 def cmd_prepare(args) -> int:
     from .distributed import is_main
-    from .metrics import KNOWLEDGE_METRIC
     from .results import task_score
-    from .runner import KNOWLEDGE_TASKS, prepare
+    from .runner import prepare
 
     config = build_config(args)
-    out = prepare(config, progress=not args.quiet)
+    session = prepare(config, progress=not args.quiet)
     if not is_main():
         return 0  # a secondary process of a multi-process run: the main one reports
-    benchmark, refs = out["benchmark"], out["references"]
+    benchmark, refs, scores = session.benchmark, session.refs, session.ref_scores
     print(f"benchmark {benchmark.name} ({benchmark.fingerprint}), forget {benchmark.forget_ratio:g}%: "
           f"{len(benchmark.forget_entities)} forget / {len(benchmark.retain_entities)} retained entities")
     print("multiple choice: greedy letter (mc) / option log-likelihood (ll); score: task score")
-    print(f"{'task':26s} {'vanilla mc':>10s} {'ll':>6s} {'score':>6s}   {'oracle mc':>9s} {'ll':>6s} {'score':>6s}")
-    for task in out["tasks"]:
+    roles = list(refs)
+    print(f"{'task':26s} " + "   ".join(f"{role + ' mc':>14s} {'ll':>6s} {'score':>6s}" for role in roles))
+    for task in session.all_tasks:
         cells = []
-        for role in ("vanilla", "oracle"):
-            per = refs[role]["scores"].get(task.name, {})
-            cells += [per.get(m, {}).get("mean", float("nan")) for m in ("mc_acc", "mc_loglik_acc")] + [task_score(per)]
-        print(f"{task.name:26s} {cells[0]:10.3f} {cells[1]:6.3f} {cells[2]:6.3f}   {cells[3]:9.3f} {cells[4]:6.3f} {cells[5]:6.3f}")
-    weak = [t for t in KNOWLEDGE_TASKS
-            if refs["vanilla"]["scores"][t][KNOWLEDGE_METRIC]["mean"] < config.min_vanilla_mc]
-    for role in ("vanilla", "oracle"):
-        print(f"{role}: {refs[role]['model_path']}")
+        for role in roles:
+            per = scores[role].get(task.name, {})
+            nan = float("nan")
+            cells.append(f"{per['mc_acc'].mean if 'mc_acc' in per else nan:14.3f} "
+                         f"{per['mc_loglik_acc'].mean if 'mc_loglik_acc' in per else nan:6.3f} "
+                         f"{task_score(per, list(task.score)):6.3f}")
+        print(f"{task.name:26s} " + "   ".join(cells))
+    for role in roles:
+        print(f"{role}: {refs[role].model_path}")
+    weak = [t for t, v in session.knowledge.items() if v < config.min_vanilla_mc]
     if weak:
-        print(f"warning: the vanilla model is under {config.min_vanilla_mc} multiple-choice accuracy on {', '.join(weak)}")
+        print(f"warning: the vanilla model is under {config.min_vanilla_mc} on {', '.join(weak)} "
+              "(its knowledge measure; see --min-vanilla-mc)")
         return 1
     return 0
 
@@ -201,10 +209,19 @@ def cmd_list(args) -> int:
     for name in registry.MODELS:
         print(f"  {name}")
     print(f"  {registry.HF_PREFIX}<name-or-path>  (any image-text-to-text model of transformers)")
+    with warnings.catch_warnings(record=True) as more:
+        warnings.simplefilter("always")
+        measures = registry.list_plugins(registry.MEASURES)
+    caught += more
+    print("measures:")
+    for m in measures:
+        status = f"  [broken: {m['error']}]" if m["error"] else ""
+        print(f"  {m['name']:14s} {m['origin']}{status}")
     print("tasks:")
     for task in tasks.load_tasks():
         better = "higher" if task.higher_is_better else "lower"
-        print(f"  {task.name:26s} v{task.version:6s} {task.dimension:18s} {better} is better")
+        print(f"  {task.name:26s} v{task.version:6s} {task.dimension:18s} {better} is better; "
+              f"measures {', '.join(task.measures)}")
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     return 0
@@ -239,7 +256,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="leaderboards", help="where the leaderboard files go (default ./leaderboards)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.set_defaults(func=cmd_leaderboard)
-    p = sub.add_parser("list", help="list methods, benchmarks, models and tasks")
+    p = sub.add_parser("list", help="list methods, measures, benchmarks, models and tasks")
     p.set_defaults(func=cmd_list)
     return parser
 

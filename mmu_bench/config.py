@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from . import hparams
 from .errors import MMUBenchError
 from .method import MethodConfig, UnlearningMethod
 
@@ -24,6 +25,7 @@ class RunConfig:
     benchmark_args: dict = field(default_factory=dict)  # e.g. num_entities, data_seed (MMU-Synth)
     model_args: dict = field(default_factory=dict)  # e.g. path, dtype (real models)
     tasks: list[str] | None = None  # None = every task
+    measures: list[str] = field(default_factory=list)  # measures every task also reports (--measure)
     output_dir: str = "runs"
     eval_batch_size: int = 64
     eval_limit: int | None = None  # score at most this many items per task and format
@@ -102,10 +104,13 @@ def coerce(value, annotation, where: str):
 
 
 def method_config(cls: type[UnlearningMethod], benchmark: str, overrides: dict) -> MethodConfig:
-    """The method's Config: dataclass defaults <- its defaults for ``benchmark`` <- ``overrides``.
-    Unknown or ill-typed keys are errors that list the valid ones."""
-    merged = {**cls.benchmark_defaults.get(benchmark, {}), **overrides}
-    return typed_dataclass(cls.Config, merged, f"method {cls.name!r}", "argument")
+    """The method's Config: dataclass defaults <- its defaults for ``benchmark`` in
+    ``hparams/<benchmark>.yaml`` (``mmu_bench.hparams``) <- ``overrides``. Unknown or ill-typed
+    keys are errors that list the valid ones (and, for the file's, name it)."""
+    hints = typing.get_type_hints(cls.Config)
+    values, path = hparams.defaults(benchmark, cls.name, {f.name for f in dataclasses.fields(cls.Config)})
+    typed = {k: coerce(v, hints[k], f"hyperparameter file {path}, method {cls.name!r}: {k!r}") for k, v in values.items()}
+    return typed_dataclass(cls.Config, {**typed, **overrides}, f"method {cls.name!r}", "argument")
 
 
 def typed_dataclass(config_cls: type, values: dict, owner: str, noun: str):

@@ -84,6 +84,7 @@ class UnlearningContext:
     # In a multi-process run (``accelerate launch``): the Accelerator, and ``model`` is wrapped
     # for it (DDP adds a ``module.`` prefix to parameter names). None in a single process.
     accelerator: Any = None
+    progress: bool = True  # show training progress bars (``--quiet`` turns them off)
     history: list[dict] = field(default_factory=list)  # what the loop and the method log
     extras: dict = field(default_factory=dict)  # method-reported facts, saved in results.json
     _references: dict = field(default_factory=dict)

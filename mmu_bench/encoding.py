@@ -34,7 +34,7 @@ def encode(processor, user: str, image=None, answer: str | None = None) -> dict[
     for key, value in enc.items():
         value = torch.as_tensor(value)
         row[key] = value[0] if value.dim() >= 2 and value.shape[0] == 1 and value.shape[1] == length else value
-    return _with_answer(processor, row, answer)
+    return with_answer(processor, row, answer)
 
 
 def encode_many(processor, items: list[tuple[str, object, str | None]], chunk: int = 256) -> list[dict]:
@@ -61,11 +61,13 @@ def encode_many(processor, items: list[tuple[str, object, str | None]], chunk: i
             if image is not None:
                 row.update({key: enc[key][k : k + 1].clone() for key in per_image})
                 k += 1
-            out.append(_with_answer(processor, row, answer))
+            out.append(with_answer(processor, row, answer))
     return out
 
 
-def _with_answer(processor, row: dict[str, torch.Tensor], answer: str | None) -> dict[str, torch.Tensor]:
+def with_answer(processor, row: dict[str, torch.Tensor], answer: str | None) -> dict[str, torch.Tensor]:
+    """``row`` (an encoded prompt) followed by ``answer``'s tokens and EOS, with labels on them.
+    Sets keys of ``row`` itself: pass a copy to keep the prompt."""
     if answer is None:
         return row
     length = row["input_ids"].shape[0]
@@ -106,3 +108,11 @@ def collate(rows: Sequence[dict[str, torch.Tensor]], pad_token_id: int, padding_
         parts = [r[key] for r in rows if key in r]
         batch[key] = torch.cat(parts) if parts[0].dim() > 0 else torch.stack(parts)
     return batch
+
+
+def to_device(batch: dict, model) -> dict:
+    """Move a batch to the model's device; floating inputs (pixels) take the model's dtype."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module  # the wrapper has neither a device nor a dtype
+    device, dtype = model.device, model.dtype
+    return {k: v.to(device, dtype=dtype if v.is_floating_point() else None) for k, v in batch.items()}

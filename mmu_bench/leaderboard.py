@@ -2,9 +2,10 @@
 benchmark and model. Built from results files only; rebuilding gives the same bytes.
 
 One row per method (and its configuration) and forget ratio: mean and standard deviation over
-seeds of every task metric, of the dimension scores and of the overall score, with the number
+seeds of every task measure, of the dimension scores and of the overall score, with the number
 of seeds and the method's version and source hash. Runs scored with different task versions
-never share a row. The vanilla and oracle reference models get rows of their own.
+never share a row. The reference models (vanilla, oracle, ...) get rows of their own. Results
+are read through ``mmu_bench.results`` (older schema versions included).
 """
 
 from __future__ import annotations
@@ -19,33 +20,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import results
-from .metrics import METRICS
 from .names import safe_name
+from .results import UNLEARNED, RunResult
 from .storage import atomic_write_text, json_digest
-from .tasks import DIMENSIONS
-
-REFERENCE_ROLES = ("vanilla", "oracle")
 
 
 @dataclass
 class Collected:
-    runs: list[dict]
+    runs: list[RunResult]
     duplicates: int = 0
     unreadable: list[str] = field(default_factory=list)
 
 
 def collect(roots: list[str]) -> Collected:
     """Every results.json under ``roots``; a run found twice (same run_uid) counts once."""
-    seen: dict[str, dict] = {}
+    seen: dict[str, RunResult] = {}
     out = Collected(runs=[])
     for root in roots:
         for path in sorted(Path(root).rglob("results.json")):
             try:
-                result = json.loads(path.read_text())
-                uid = result.get("run_uid") or f"{result['run_key']}/{result['run_id']}"
-            except (OSError, json.JSONDecodeError, KeyError) as exc:
-                out.unreadable.append(f"{path}: {exc}")
+                result = results.read(path)
+            except results.ResultsError as exc:
+                out.unreadable.append(str(exc))
                 continue
+            uid = result.run_uid or f"{result.run_key}/{result.run_id}"
             if uid in seen:
                 out.duplicates += 1
                 continue
@@ -58,8 +56,8 @@ def _config_hash(config: dict) -> str:
     return json_digest(config, 8)
 
 
-def _task_versions(result: dict) -> str:
-    return ";".join(f"{name}={t['version']}" for name, t in sorted(result["tasks"].items()))
+def _task_versions(result: RunResult) -> str:
+    return ";".join(f"{name}={t.version}" for name, t in sorted(result.tasks.items()))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -80,80 +78,74 @@ def _row(label: dict, per_run: list[dict]) -> dict:
     return row
 
 
-def _flatten(scores: dict, dims: dict, normalised: dict | None, overall: float | None) -> dict:
-    flat = {"overall": overall}
-    for dim in DIMENSIONS:
+def _flatten(result: RunResult, model: str) -> dict:
+    """One model's numbers in a run: overall, per dimension its score and normalised score, per
+    task every measure's value."""
+    normalised = result.normalised_of(model)
+    flat = {"overall": result.overall_of(model)}
+    dims = result.dimensions.get(model, {})
+    for dim in result.dimension_order():
         flat[f"{dim}/score"] = dims.get(dim)
-        if normalised is not None:
-            flat[f"{dim}/normalised"] = normalised.get(dim)
-    for task, per_metric in scores.items():
-        for metric in METRICS:
-            if metric in per_metric:
-                flat[f"{task}/{metric}"] = per_metric[metric]["mean"]
+        flat[f"{dim}/normalised"] = normalised.get(dim)
+    for task, per_measure in result.scores[model].items():
+        for measure, value in per_measure.items():
+            flat[f"{task}/{measure}"] = value.mean
     return flat
 
 
-def _reference_flat(result: dict, role: str) -> dict:
-    tasks = [_TaskLike(name, t) for name, t in result["tasks"].items()]
-    dims = {who: results.dimension_scores(result["scores"][who], tasks) for who in ("vanilla", "oracle")
-            if who in result["scores"]}
-    chance = {t.dimension: results.chance_score(result["scores"][role].get(t.name, {})) for t in tasks if t.primary}
-    normalised = results.normalise(dims[role], dims["vanilla"], dims.get("oracle"), chance)
-    return _flatten(result["scores"][role], dims[role], normalised, results.overall(normalised))
-
-
-@dataclass
-class _TaskLike:
+@dataclass(frozen=True)
+class Dimension:
     name: str
-    spec: dict
-
-    @property
-    def dimension(self):
-        return self.spec["dimension"]
-
-    @property
-    def primary(self):
-        return self.spec["primary"]
+    label: str
+    higher_is_better: bool
 
 
-def build_rows(runs: list[dict]) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
-    """(benchmark, model) -> leaderboard rows, and notes on what was kept apart."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+def dimensions(runs: list[RunResult]) -> list[Dimension]:
+    """Every dimension of ``runs``, in their display order (the first run to have one names it)."""
+    found: dict[str, tuple] = {}
     for result in runs:
-        method = result["method"]
-        key = (result["benchmark"]["name"], result["model"]["name"], result["benchmark"]["forget_ratio"],
+        labels = result.dimension_labels()
+        for rank, dim in enumerate(result.dimension_order()):
+            if dim not in found:
+                found[dim] = (rank, len(found), Dimension(dim, labels[dim], result.normalisation[dim].higher_is_better
+                                                         if dim in result.normalisation else True))
+    return [d for _, _, d in sorted(found.values(), key=lambda x: (x[0], x[1]))]
+
+
+def build_rows(runs: list[RunResult]) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
+    """(benchmark, model) -> leaderboard rows, and notes on what was kept apart."""
+    groups: dict[tuple, list[RunResult]] = defaultdict(list)
+    for result in runs:
+        method = result.method
+        key = (result.benchmark["name"], result.model["name"], result.benchmark["forget_ratio"],
                method["name"], method["source_sha256"], _config_hash(method["config"]), _task_versions(result))
         groups[key].append(result)
     boards: dict[tuple[str, str], list[dict]] = defaultdict(list)
     notes = []
     by_method: dict[tuple, set] = defaultdict(set)
-    references: dict[tuple, dict] = {}
+    references: dict[tuple, RunResult] = {}
     for key, members in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         bench, model, ratio, name, sha, cfg, versions = key
         by_method[(bench, model, ratio, name, sha, cfg)].add(versions)
-        members.sort(key=lambda r: (r["seed"], r.get("run_id", "")))
-        method = members[0]["method"]
+        members.sort(key=lambda r: (r.seed, r.run_id))
+        method = members[0].method
         label = {"method": name, "kind": "method", "forget_ratio": ratio,
-                 "seeds": " ".join(str(r["seed"]) for r in members), "method_version": method["version"],
+                 "seeds": " ".join(str(r.seed) for r in members), "method_version": method["version"],
                  "source_sha256": sha[:12], "config_hash": cfg,
                  "config": json.dumps(method["config"], sort_keys=True), "task_versions": versions}
-        flats = [_flatten(r["scores"]["unlearned"], r["dimensions"]["unlearned"], r["normalised"], r["overall"])
-                 for r in members]
-        boards[(bench, model)].append(_row(label, flats))
-        for role in REFERENCE_ROLES:
-            if role not in members[0]["scores"]:
-                continue
-            ref = members[0]["model"]["references"][role]
+        boards[(bench, model)].append(_row(label, [_flatten(r, UNLEARNED) for r in members]))
+        for role in members[0].reference_roles():
+            ref = members[0].model["references"].get(role)
             ref_hash = ref.get("recipe_hash", "") if isinstance(ref, dict) else ""
             references.setdefault((bench, model, ratio, role, ref_hash, versions), members[0])
     for (bench, model, ratio, role, ref_hash, versions), result in sorted(references.items(), key=lambda kv: str(kv[0])):
         label = {"method": f"{role} (reference)", "kind": "reference", "forget_ratio": ratio, "seeds": "",
                  "method_version": "", "source_sha256": ref_hash, "config_hash": "", "config": "",
                  "task_versions": versions}
-        row = _row(label, [_reference_flat(result, role)])
+        row = _row(label, [_flatten(result, role)])
         row["n_seeds"] = 0
         boards[(bench, model)].append(row)
-    for (bench, model, ratio, name, sha, cfg), versions in sorted(by_method.items(), key=lambda kv: str(kv[0])):
+    for (bench, model, ratio, name, _, cfg), versions in sorted(by_method.items(), key=lambda kv: str(kv[0])):
         if len(versions) > 1:
             notes.append(f"{bench}/{model}: {name} (forget {ratio:g}%, config {cfg}) was scored with "
                          f"{len(versions)} different task versions; each has its own row")
@@ -199,16 +191,16 @@ def _cell(value) -> str:
     return text
 
 
-def _columns(rows: list[dict]) -> list[str]:
+def _columns(rows: list[dict], dims: list[Dimension]) -> list[str]:
     first = ["method", "variant", "kind", "forget_ratio", "n_seeds", "seeds", "overall_mean", "overall_std"]
-    dims = [f"{d}/{part}_{stat}" for d in DIMENSIONS for part in ("score", "normalised") for stat in ("mean", "std")]
+    dims = [f"{d.name}/{part}_{stat}" for d in dims for part in ("score", "normalised") for stat in ("mean", "std")]
     tail = ["method_version", "source_sha256", "config_hash", "config", "task_versions"]
     rest = sorted({k for r in rows for k in r} - set(first) - set(dims) - set(tail))
     return first + [d for d in dims if any(d in r for r in rows)] + rest + tail
 
 
-def to_csv(rows: list[dict]) -> str:
-    columns = _columns(rows)
+def to_csv(rows: list[dict], dims: list[Dimension]) -> str:
+    columns = _columns(rows, dims)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
@@ -224,25 +216,30 @@ def _pm(row: dict, key: str) -> str:
     return f"{mean:.3f} ± {std:.3f}" if row["n_seeds"] > 1 else f"{mean:.3f}"
 
 
-def to_markdown(rows: list[dict], title: str) -> str:
+def to_markdown(rows: list[dict], title: str, dims: list[Dimension]) -> str:
+    lower = [d.label for d in dims if not d.higher_is_better]
+    direction = (f"({', '.join(lower)}: lower is better; the others: higher)" if lower else "(higher is better)")
+    header = ["method", "forget %", "seeds", "overall"] + [f"{d.label} {'↑' if d.higher_is_better else '↓'}"
+                                                           for d in dims] + ["source"]
     lines = [f"# {title}", "",
              "Generated by `mmu-bench leaderboard` from results.json files; do not edit. Mean ± std over seeds. "
-             "Dimension scores: the mean of option-likelihood multiple-choice accuracy, cloze accuracy and ROUGE-L "
-             "(visual forgetting: lower is better; the others: higher). Overall: harmonic mean of the normalised "
-             "dimensions (see README).", "",
-             "| method | forget % | seeds | overall | visual forgetting ↓ | textual retention ↑ | retained VQA ↑ "
-             "| general utility ↑ | source |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "Dimension scores: each dimension's primary task score, the mean of its score measures "
+             f"{direction}. Overall: harmonic mean of the normalised dimensions (see README).", "",
+             "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
     for row in rows:
         name = f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
         cells = [_cell(name).replace("|", "\\|"), f"{row['forget_ratio']:g}", str(row["n_seeds"] or "-"),
-                 _pm(row, "overall")] + [_pm(row, f"{d}/score") for d in DIMENSIONS] + [row["source_sha256"] or "-"]
+                 _pm(row, "overall")] + [_pm(row, f"{d.name}/score") for d in dims] + [row["source_sha256"] or "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
-    """The four dimension scores per method (one panel per forget ratio), error bars = std."""
+COLOURS = ("#c0392b", "#2980b9", "#27ae60", "#7f8c8d", "#8e44ad", "#d35400", "#16a085", "#2c3e50")
+
+
+def plot(rows: list[dict], path: Path, title: str, dims: list[Dimension]) -> None:
+    """Every dimension score per method (one panel per forget ratio), error bars = std."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -250,25 +247,24 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     ratios = sorted({r["forget_ratio"] for r in rows})
     fig, axes = plt.subplots(len(ratios), 1, figsize=(10, 3.2 * len(ratios) + 0.6), squeeze=False)
-    colours = ["#c0392b", "#2980b9", "#27ae60", "#7f8c8d"]
-    labels = ["visual forgetting (lower is better)", "textual retention", "retained VQA", "general utility"]
+    labels = [d.label + ("" if d.higher_is_better else " (lower is better)") for d in dims]
     for ax, ratio in zip(axes[:, 0], ratios):
         panel = [r for r in rows if r["forget_ratio"] == ratio]
-        width = 0.8 / len(DIMENSIONS)
-        for d, dim in enumerate(DIMENSIONS):
+        width = 0.8 / len(dims)
+        for d, dim in enumerate(d.name for d in dims):
             means = [0.0 if math.isnan(r.get(f"{dim}/score_mean", float("nan"))) else r[f"{dim}/score_mean"]
                      for r in panel]
             stds = [0.0 if math.isnan(r.get(f"{dim}/score_std", float("nan"))) else r[f"{dim}/score_std"]
                     for r in panel]
-            xs = [i + (d - 1.5) * width for i in range(len(panel))]
-            ax.bar(xs, means, width, yerr=stds, color=colours[d], label=labels[d], capsize=2)
+            xs = [i + (d - (len(dims) - 1) / 2) * width for i in range(len(panel))]
+            ax.bar(xs, means, width, yerr=stds, color=COLOURS[d % len(COLOURS)], label=labels[d], capsize=2)
         ax.set_xticks(range(len(panel)))
         ax.set_xticklabels([f"{r['method']}\n{r.get('variant') or r['config_hash']}" if r["kind"] == "method" else r["method"]
                             for r in panel], fontsize=8)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("score")
         ax.set_title(f"forget {ratio:g}%", fontsize=10)
-    axes[0, 0].legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, 1.35))
+    axes[0, 0].legend(fontsize=8, ncol=min(4, len(dims)), loc="upper center", bbox_to_anchor=(0.5, 1.35))
     fig.suptitle(title, y=0.995, fontsize=11)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -289,10 +285,11 @@ def build(roots: list[str], out_dir: str, with_plot: bool = True) -> tuple[list[
     for (bench, model), rows in sorted(boards.items()):
         stem = f"{safe_name(bench)}__{safe_name(model)}"
         title = f"{bench} / {model}"
-        atomic_write_text(out / f"{stem}.csv", to_csv(rows))
-        atomic_write_text(out / f"{stem}.md", to_markdown(rows, title))
+        dims = dimensions([r for r in collected.runs if (r.benchmark["name"], r.model["name"]) == (bench, model)])
+        atomic_write_text(out / f"{stem}.csv", to_csv(rows, dims))
+        atomic_write_text(out / f"{stem}.md", to_markdown(rows, title, dims))
         written += [out / f"{stem}.csv", out / f"{stem}.md"]
         if with_plot:
-            plot(rows, out / f"{stem}.png", title)
+            plot(rows, out / f"{stem}.png", title, dims)
             written.append(out / f"{stem}.png")
     return written, notes, collected

@@ -18,9 +18,8 @@ never sees benchmark internals; it works for any benchmark and model the harness
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -50,15 +49,6 @@ class MethodConfig:
             raise ValueError(f"schedule must be linear, cosine or constant, got {self.schedule!r}")
 
 
-# The settings the field publishes for 7B models on the real benchmarks (MLLMU-Bench's baselines:
-# AdamW, lr 2e-5, 1 epoch, batch 4, linear decay). Methods start their benchmark_defaults from
-# these; the tiny embedded model needs its own (tuned) values instead.
-PUBLISHED_SETTINGS = {
-    "mllmu": {"lr": 2e-5, "epochs": 1.0, "steps": 0, "batch_size": 4, "schedule": "linear"},
-    "clear": {"lr": 2e-5, "epochs": 1.0, "steps": 0, "batch_size": 4, "schedule": "linear"},
-}
-
-
 @dataclass
 class Batches:
     """What one step of the shared loop sees."""
@@ -71,13 +61,10 @@ class Batches:
 class UnlearningMethod:
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
+    # Its hyperparameters. Per-benchmark defaults (tuned or published values) are data, not
+    # code: hparams/<benchmark>.yaml, layered between these defaults and the user's arguments.
     Config: ClassVar[type[MethodConfig]] = MethodConfig
-    # Per-benchmark defaults that override the Config defaults (user arguments override both),
-    # e.g. {"mmu-synth": {"lr": 5e-4, "steps": 40}}: hyperparameters tuned for that benchmark.
-    benchmark_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     uses_retain: ClassVar[bool] = False
-    # Which reference model the method needs frozen copies of: "vanilla", "oracle" or None.
-    reference: ClassVar[str | None] = None
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.Config()
@@ -101,7 +88,3 @@ class UnlearningMethod:
         from .train import run_loop
 
         run_loop(self, ctx)
-
-
-def config_fields(config_class: type[MethodConfig]) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(config_class)}

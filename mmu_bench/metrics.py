@@ -1,4 +1,5 @@
-"""Per-item scores and their aggregates. Scoring follows MLLMU-Bench:
+"""The pure functions behind the built-in measures (``measures/``) and their aggregate.
+Scoring follows MLLMU-Bench:
 
 - multiple choice (greedy): the first non-space character of the output, upper-cased, must be
   the correct option letter;
@@ -17,14 +18,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from .data.schema import LETTERS
-
-METRICS = ("mc_acc", "mc_loglik_acc", "cloze_acc", "rougeL")
-# The metric that stands for each format in dimension scores, the overall score and the
-# vanilla knowledge check. Multiple choice is represented by option log-likelihood: it measures
-# what the model knows without depending on its skill at naming an option letter (small models
-# lack that skill; a parsing rule adds noise). Greedy-letter accuracy is still reported.
-HEADLINE = {"multiple_choice": "mc_loglik_acc", "cloze": "cloze_acc", "generation": "rougeL"}
-KNOWLEDGE_METRIC = HEADLINE["multiple_choice"]
 
 
 def normalise(text: str) -> str:

@@ -1,9 +1,9 @@
-"""Names -> methods, benchmarks and model providers, with "did you mean" errors.
+"""Names -> methods, measures, benchmarks and model providers, with "did you mean" errors.
 
-``--method X`` resolves, in order: an entry point named X in the group ``mmu_bench.methods``
-(the built-in baselines are registered there too), ``package.module:Class``, then
-``path/to/file.py:Class``. A broken third-party entry point only warns, so it cannot break
-``mmu-bench list`` or other methods.
+``--method X`` (and ``--measure X``) resolves, in order: an entry point named X in the group
+``mmu_bench.methods`` (``mmu_bench.measures``; the built-in ones are registered there too),
+``package.module:Class``, then ``path/to/file.py:Class``. A broken third-party entry point only
+warns, so it cannot break ``mmu-bench list`` or other plugins.
 """
 
 from __future__ import annotations
@@ -16,23 +16,30 @@ import importlib.util
 import inspect
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from .data.schema import FORMATS
 from .errors import MMUBenchError, UnknownNameError
+from .measure import ItemMeasure, Measure
 from .method import MethodConfig, UnlearningMethod
+from .storage import json_digest
 
 METHOD_GROUP = "mmu_bench.methods"
+MEASURE_GROUP = "mmu_bench.measures"
 
 
 class PluginError(MMUBenchError):
-    """A method plugin that cannot be used; the message names the plugin, its origin and why."""
+    """A plugin that cannot be used; the message names the plugin, its origin and why."""
 
 
 @dataclass(frozen=True)
-class ResolvedMethod:
-    cls: type[UnlearningMethod]
+class Resolved:
+    """A resolved plugin (a method or a measure): its class and where it came from."""
+
+    cls: type
     name: str
     origin: str  # "entry point mmu_bench.methods:npo (mmu-bench 0.1.0)", "module x.y:Z", "file ..."
     source_file: str
@@ -58,12 +65,11 @@ def _check(obj, spec: str, origin: str) -> type[UnlearningMethod]:
                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise PluginError(f"method plugin {spec!r} ({origin}): config field(s) {', '.join(missing)} have no default")
-    fields = {f.name for f in dataclasses.fields(config)}
-    for bench, defaults in obj.benchmark_defaults.items():
-        unknown = sorted(set(defaults) - fields)
-        if unknown:
-            raise PluginError(f"method plugin {spec!r} ({origin}): benchmark_defaults[{bench!r}] sets unknown "
-                              f"config field(s) {', '.join(unknown)}")
+    if hasattr(obj, "benchmark_defaults"):
+        raise PluginError(f"method plugin {spec!r} ({origin}): defines `benchmark_defaults`, which is no longer part "
+                          "of the contract: a method names no benchmark, and re-tuning must not change its source "
+                          "hash. Remove it; pass tuned values with --method-arg KEY=VALUE or a --config file's "
+                          "`method_args` (README, \"Hyperparameters\")")
     try:
         config()
     except Exception as exc:
@@ -71,32 +77,73 @@ def _check(obj, spec: str, origin: str) -> type[UnlearningMethod]:
     return obj
 
 
-def _resolved(cls: type[UnlearningMethod], origin: str) -> ResolvedMethod:
+def _check_measure(obj, spec: str, origin: str) -> type[Measure]:
+    if not (inspect.isclass(obj) and issubclass(obj, Measure)):
+        raise PluginError(f"measure plugin {spec!r} ({origin}): {obj!r} is not a subclass of mmu_bench.measure.Measure")
+    if not obj.name:
+        raise PluginError(f"measure plugin {spec!r} ({origin}): the class sets no `name`")
+    if issubclass(obj, ItemMeasure):
+        if obj.item is ItemMeasure.item:
+            raise PluginError(f"measure plugin {spec!r} ({origin}): an ItemMeasure must implement item()")
+    elif obj.compute is Measure.compute:
+        raise PluginError(f"measure plugin {spec!r} ({origin}): implements neither compute() nor, as an "
+                          "ItemMeasure, item()")
+    bad = [f for f in obj.formats if f not in FORMATS]
+    if not obj.formats or bad:
+        raise PluginError(f"measure plugin {spec!r} ({origin}): `formats` must name formats among {FORMATS}, "
+                          f"got {obj.formats!r}")
+    if obj.higher_is_better not in (None, True, False):
+        raise PluginError(f"measure plugin {spec!r} ({origin}): `higher_is_better` must be True, False or None")
+    for attr in ("references", "other_tasks"):
+        value = getattr(obj, attr)
+        if not isinstance(value, tuple) or not all(isinstance(x, str) for x in value):
+            raise PluginError(f"measure plugin {spec!r} ({origin}): `{attr}` must be a tuple of names, got {value!r}")
+    return obj
+
+
+@dataclass(frozen=True)
+class PluginKind:
+    """A kind of plugin: its noun in messages, its entry-point group and its contract check."""
+
+    noun: str
+    group: str
+    check: Callable[[object, str, str], type]
+
+
+METHODS = PluginKind("method", METHOD_GROUP, _check)
+MEASURES = PluginKind("measure", MEASURE_GROUP, _check_measure)
+
+
+def _resolved(cls: type, origin: str) -> Resolved:
     source = inspect.getsourcefile(cls) or ""
-    return ResolvedMethod(cls, cls.name, origin, source, _sha256(source) if source else "")
+    return Resolved(cls, cls.name, origin, source, _sha256(source) if source else "")
+
+
+def entry_points_of(kind: PluginKind) -> dict:
+    return {ep.name: ep for ep in entry_points(group=kind.group)}
 
 
 def method_entry_points() -> dict:
-    return {ep.name: ep for ep in entry_points(group=METHOD_GROUP)}
+    return entry_points_of(METHODS)
 
 
-def _load_entry_point(ep) -> ResolvedMethod:
+def _load_entry_point(kind: PluginKind, ep) -> Resolved:
     dist = f" ({ep.dist.name} {ep.dist.version})" if getattr(ep, "dist", None) else ""
-    origin = f"entry point {METHOD_GROUP}:{ep.name} -> {ep.value}{dist}"
+    origin = f"entry point {kind.group}:{ep.name} -> {ep.value}{dist}"
     try:
         obj = ep.load()
     except Exception as exc:  # any import-time failure of a plugin
-        raise PluginError(f"method plugin {ep.name!r} ({origin}) failed to import: {type(exc).__name__}: {exc}") from exc
-    return _resolved(_check(obj, ep.name, origin), origin)
+        raise PluginError(f"{kind.noun} plugin {ep.name!r} ({origin}) failed to import: {type(exc).__name__}: {exc}") from exc
+    return _resolved(kind.check(obj, ep.name, origin), origin)
 
 
-def _load_file(spec: str) -> ResolvedMethod:
+def _load_file(kind: PluginKind, spec: str) -> Resolved:
     path_text, _, attr = spec.rpartition(":")
     path = Path(path_text).expanduser().resolve()
     origin = f"file {path}"
     if not path.is_file():
-        raise PluginError(f"method plugin {spec!r}: no such file {path}")
-    module_name = f"mmu_bench_plugin_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+        raise PluginError(f"{kind.noun} plugin {spec!r}: no such file {path}")
+    module_name = f"mmu_bench_plugin_{json_digest(str(path), 12)}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module  # dataclasses need their module registered
@@ -104,47 +151,59 @@ def _load_file(spec: str) -> ResolvedMethod:
         module_spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(module_name, None)
-        raise PluginError(f"method plugin {spec!r} ({origin}) failed to import: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"{kind.noun} plugin {spec!r} ({origin}) failed to import: {type(exc).__name__}: {exc}") from exc
     if not hasattr(module, attr):
-        raise PluginError(f"method plugin {spec!r} ({origin}): the file defines no {attr!r}")
-    return _resolved(_check(getattr(module, attr), spec, origin), origin)
+        raise PluginError(f"{kind.noun} plugin {spec!r} ({origin}): the file defines no {attr!r}")
+    return _resolved(kind.check(getattr(module, attr), spec, origin), origin)
 
 
-def _load_module(spec: str) -> ResolvedMethod:
+def _load_module(kind: PluginKind, spec: str) -> Resolved:
     module_name, _, attr = spec.partition(":")
     origin = f"module {module_name}"
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise PluginError(f"method plugin {spec!r} ({origin}) failed to import: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"{kind.noun} plugin {spec!r} ({origin}) failed to import: {type(exc).__name__}: {exc}") from exc
     if not hasattr(module, attr):
-        raise PluginError(f"method plugin {spec!r} ({origin}): the module defines no {attr!r}")
-    return _resolved(_check(getattr(module, attr), spec, origin), origin)
+        raise PluginError(f"{kind.noun} plugin {spec!r} ({origin}): the module defines no {attr!r}")
+    return _resolved(kind.check(getattr(module, attr), spec, origin), origin)
 
 
-def resolve_method(spec: str) -> ResolvedMethod:
-    """A method by entry-point name, ``package.module:Class`` or ``path/to/file.py:Class``."""
+def resolve(kind: PluginKind, spec: str) -> Resolved:
+    """A plugin by entry-point name, ``package.module:Class`` or ``path/to/file.py:Class``."""
     if ":" in spec:
         if spec.rpartition(":")[0].endswith(".py") or "/" in spec or "\\" in spec:
-            return _load_file(spec)
-        return _load_module(spec)
-    eps = method_entry_points()
+            return _load_file(kind, spec)
+        return _load_module(kind, spec)
+    eps = entry_points_of(kind)
     if spec in eps:
-        return _load_entry_point(eps[spec])
-    raise UnknownNameError("method", spec, eps)
+        return _load_entry_point(kind, eps[spec])
+    raise UnknownNameError(kind.noun, spec, eps)
 
 
-def list_methods() -> list[dict]:
-    """Every registered method with its origin; broken ones are listed with their error and warn."""
+def resolve_method(spec: str) -> Resolved:
+    return resolve(METHODS, spec)
+
+
+def resolve_measure(spec: str) -> Resolved:
+    return resolve(MEASURES, spec)
+
+
+def list_plugins(kind: PluginKind) -> list[dict]:
+    """Every registered plugin of ``kind`` with its origin; broken ones are listed with their error and warn."""
     out = []
-    for name, ep in sorted(method_entry_points().items()):
+    for name, ep in sorted(entry_points_of(kind).items()):
         try:
-            resolved = _load_entry_point(ep)
+            resolved = _load_entry_point(kind, ep)
             out.append({"name": name, "origin": resolved.origin, "version": resolved.cls.version, "error": ""})
         except PluginError as exc:
             warnings.warn(str(exc), stacklevel=2)
             out.append({"name": name, "origin": ep.value, "version": "", "error": str(exc)})
     return out
+
+
+def list_methods() -> list[dict]:
+    return list_plugins(METHODS)
 
 
 # Benchmarks and model providers: name -> "module:function" (imported lazily).

@@ -1,70 +1,215 @@
-"""Result schema: per-dimension scores, the overall score, tables (CSV and Markdown).
+"""The results schema: what a run's ``results.json`` holds, written and read here only.
 
-Overall score. Each dimension's score is the mean of its primary task's three format metrics
-(multiple-choice accuracy by option log-likelihood, cloze accuracy, ROUGE-L). It is normalised to [0, 1] against the
-reference models:
+Scores: ``scores[model][task][measure] = Value`` for the unlearned model and every reference
+model. A task's score is the mean of its ``score`` measures' values. Each dimension's score is
+its primary task's score, normalised to [0, 1] against the reference models
+(``normalisation``), the direction read from the task:
 
-- visual forgetting: (vanilla - x) / (vanilla - oracle): 1 = forgotten as thoroughly as a
-  model that never saw the forget entities. Without an oracle (or when it scores as high as
-  the vanilla model), chance level takes its place: (vanilla - x) / (vanilla - chance);
-- the other three: x / vanilla: 1 = as good as before unlearning.
+- lower is better (forgetting): (vanilla - x) / (vanilla - floor): 1 = forgotten as thoroughly
+  as a model that never saw the forget entities. The floor is the gold reference model's score
+  (``oracle``); without one, or when it scores as high as the vanilla model, chance level (the
+  mean of the score measures' ``chance``);
+- higher is better: x / vanilla: 1 = as good as before unlearning.
 
 Each is clipped to [0, 1]; the overall score is their harmonic mean, so a method must do well
-on all four (a collapse anywhere drives it towards 0).
+on every dimension (a collapse anywhere drives it towards 0).
+
+Old files: schema version 1 (before measures were plugins) is read and upgraded; a newer
+version than this code knows is refused with a message naming it.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from .data.schema import LETTERS
-from .metrics import HEADLINE as HEADLINE_OF_FORMAT
-from .metrics import METRICS
-from .tasks import DIMENSIONS, Task
+from .errors import MMUBenchError
+from .measure import Value
 
-HEADLINE = tuple(HEADLINE_OF_FORMAT.values())
-CHANCE = {"mc_loglik_acc": 1 / len(LETTERS), "cloze_acc": 0.0, "rougeL": 0.0}
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+UNLEARNED = "unlearned"
+# Reference models that never learned the forget entities, best first: the floor of forgetting.
+GOLD_ROLES = ("oracle",)
 
 
-def task_score(per_metric: dict[str, dict]) -> float:
-    """Mean of the headline metrics present (a task scoring fewer formats averages fewer)."""
-    values = [per_metric[m]["mean"] for m in HEADLINE if m in per_metric]
+class ResultsError(MMUBenchError):
+    """A results.json this code cannot read; the message names the file and why."""
+
+
+@dataclass
+class TaskInfo:
+    version: str
+    dimension: str
+    primary: bool
+    higher_is_better: bool
+    measures: list[str] = field(default_factory=list)  # what is reported, in order
+    directions: dict[str, bool] = field(default_factory=dict)  # measure -> higher is better on this task
+    score: list[str] = field(default_factory=list)  # measures whose mean is the task score
+    order: int = 0
+    label: str = ""
+
+    @property
+    def dimension_label(self) -> str:
+        return self.label or self.dimension.replace("_", " ")
+
+
+@dataclass
+class Normalisation:
+    """How one dimension's score becomes [0, 1]: its direction and, when lower is better, the floor."""
+
+    higher_is_better: bool
+    vanilla: float
+    floor: str | None = None  # a gold reference role, "chance", or None (higher is better)
+    floor_value: float | None = None
+
+    def apply(self, x: float) -> float:
+        v = self.vanilla
+        if self.higher_is_better:
+            return _clip(x / v) if v > 1e-9 else float("nan")
+        f = float("nan") if self.floor_value is None else self.floor_value
+        return _clip((v - x) / (v - f)) if v - f > 1e-9 else float("nan")
+
+
+@dataclass
+class RunResult:
+    benchmark: dict  # name, fingerprint, forget_ratio, forget_entities, info
+    model: dict  # name, references: role -> {path, recipe_hash}
+    method: dict  # name, spec, version, origin, source_file, source_sha256, config
+    seed: int
+    tasks: dict[str, TaskInfo]
+    scores: dict[str, dict[str, dict[str, Value]]]  # model -> task -> measure -> value
+    dimensions: dict[str, dict[str, float]]  # model -> dimension -> score
+    normalisation: dict[str, Normalisation]
+    normalised: dict[str, float]  # the unlearned model's
+    overall: float
+    measures: dict[str, dict] = field(default_factory=dict)  # name -> version, origin, source_sha256, description
+    vanilla_knowledge: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    run_uid: str = ""
+    run_id: str = ""
+    run_key: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    # -- derived -------------------------------------------------------------------------------
+    def dimension_order(self) -> list[str]:
+        return dimension_order(self.tasks)
+
+    def dimension_labels(self) -> dict[str, str]:
+        return {t.dimension: t.dimension_label for t in self.tasks.values() if t.primary}
+
+    def reference_roles(self) -> list[str]:
+        """The reference models scored, vanilla first."""
+        roles = [m for m in self.scores if m != UNLEARNED]
+        return sorted(roles, key=lambda r: (r != "vanilla", r))
+
+    def normalised_of(self, model: str) -> dict[str, float]:
+        """``model``'s normalised dimension scores (the stored ones for the unlearned model)."""
+        if model == UNLEARNED:
+            return self.normalised
+        return normalise(self.dimensions.get(model, {}), self.normalisation)
+
+    def overall_of(self, model: str) -> float:
+        if model == UNLEARNED:
+            return self.overall
+        return overall(self.normalised_of(model), self.dimension_order())
+
+    # -- I/O -----------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["scores"] = {m: {t: {k: v.to_dict() for k, v in per.items()} for t, per in tasks.items()}
+                         for m, tasks in self.scores.items()}
+        return json_safe(out)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "results") -> RunResult:
+        version = data.get("schema_version")
+        if version == 1:
+            data = _upgrade_v1(data)
+        elif version != SCHEMA_VERSION:
+            newer = isinstance(version, int) and version > SCHEMA_VERSION
+            raise ResultsError(f"{where}: schema_version {version!r} is not one this mmu-bench reads (1 or "
+                               f"{SCHEMA_VERSION}){'; upgrade mmu-bench' if newer else ''}")
+        try:
+            return cls(
+                benchmark=data["benchmark"], model=data["model"], method=data["method"], seed=data["seed"],
+                tasks={name: TaskInfo(**spec) for name, spec in data["tasks"].items()},
+                scores={m: {t: {k: Value.from_dict(v) for k, v in per.items()} for t, per in tasks.items()}
+                        for m, tasks in data["scores"].items()},
+                dimensions={m: {d: _float(x) for d, x in dims.items()} for m, dims in data["dimensions"].items()},
+                normalisation={d: Normalisation(**spec) for d, spec in data["normalisation"].items()},
+                normalised={d: _float(x) for d, x in data["normalised"].items()},
+                overall=_float(data["overall"]),
+                measures=data.get("measures", {}), vanilla_knowledge=data.get("vanilla_knowledge", {}),
+                training=data.get("training", {}), provenance=data.get("provenance", {}),
+                run_uid=data.get("run_uid", ""), run_id=data.get("run_id", ""), run_key=data.get("run_key", ""),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ResultsError(f"{where}: not a valid results file (schema_version {version}): "
+                               f"{type(exc).__name__}: {exc}") from exc
+
+
+def read(path: str | Path) -> RunResult:
+    """A run's results.json; ResultsError (naming the file) when it cannot be read."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: not a results file (a JSON object is expected)")
+    return RunResult.from_dict(data, str(path))
+
+
+# -- scores -> dimensions -> normalised -> overall ------------------------------------------------
+def dimension_order(tasks: dict[str, TaskInfo]) -> list[str]:
+    """The dimensions, in display order (their primary task's ``order``, then name)."""
+    return [t.dimension for t in sorted((t for t in tasks.values() if t.primary), key=lambda t: (t.order, t.dimension))]
+
+
+def task_score(per_measure: dict[str, Value], score: list[str]) -> float:
+    """Mean of the score measures present (a task scoring fewer formats averages fewer)."""
+    values = [per_measure[m].mean for m in score if m in per_measure]
     return sum(values) / len(values) if values else float("nan")
 
 
-def chance_score(per_metric: dict[str, dict]) -> float:
-    values = [CHANCE[m] for m in HEADLINE if m in per_metric]
-    return sum(values) / len(values) if values else float("nan")
-
-
-def dimension_scores(scores: dict[str, dict], tasks: list[Task]) -> dict[str, float]:
+def dimension_scores(scores: dict[str, dict[str, Value]], tasks: dict[str, TaskInfo]) -> dict[str, float]:
     """dimension -> score of its primary task."""
+    return {t.dimension: task_score(scores[name], t.score) for name, t in tasks.items()
+            if t.primary and name in scores}
+
+
+def normalisation(dims: dict[str, dict[str, float]], tasks: dict[str, TaskInfo],
+                  chance: dict[str, float]) -> dict[str, Normalisation]:
+    """Per dimension: direction, the vanilla model's score and, when lower is better, the floor:
+    the first gold reference that scores below the vanilla model, else ``chance``."""
     out = {}
-    for task in tasks:
-        if task.primary and task.name in scores:
-            out[task.dimension] = task_score(scores[task.name])
-    return out
-
-
-def _clip(x: float) -> float:
-    return float("nan") if math.isnan(x) else min(1.0, max(0.0, x))
-
-
-def normalise(unlearned: dict[str, float], vanilla: dict[str, float], oracle: dict[str, float] | None,
-              chance: dict[str, float]) -> dict[str, float]:
-    out = {}
-    for dim, x in unlearned.items():
+    vanilla = dims.get("vanilla", {})
+    for task in tasks.values():
+        if not task.primary:
+            continue
+        dim = task.dimension
         v = vanilla.get(dim, float("nan"))
-        if dim == "visual_forgetting":
-            o = oracle.get(dim) if oracle else None
-            floor = o if o is not None and v - o > 1e-9 else chance.get(dim, 0.0)
-            out[dim] = _clip((v - x) / (v - floor)) if v - floor > 1e-9 else float("nan")
-        else:
-            out[dim] = _clip(x / v) if v > 1e-9 else float("nan")
+        if task.higher_is_better:
+            out[dim] = Normalisation(True, v)
+            continue
+        floor, value = "chance", chance.get(dim)
+        for role in GOLD_ROLES:
+            o = dims.get(role, {}).get(dim)
+            if o is not None and v - o > 1e-9:
+                floor, value = role, o
+                break
+        out[dim] = Normalisation(False, v, floor, value)
     return out
+
+
+def normalise(dims: dict[str, float], spec: dict[str, Normalisation]) -> dict[str, float]:
+    return {dim: spec[dim].apply(x) for dim, x in dims.items() if dim in spec}
 
 
 def harmonic_mean(values: list[float]) -> float:
@@ -75,55 +220,55 @@ def harmonic_mean(values: list[float]) -> float:
     return len(values) / sum(1 / v for v in values)
 
 
-def overall(normalised: dict[str, float]) -> float:
-    return harmonic_mean([normalised[d] for d in DIMENSIONS if d in normalised])
+def overall(normalised: dict[str, float], order: list[str]) -> float:
+    return harmonic_mean([normalised[d] for d in order if d in normalised])
 
 
-def table_rows(result: dict) -> list[dict]:
-    """One row per task (unlearned model's metrics, with the reference models' task scores),
-    then the overall score."""
-    rows = []
-    scores = result["scores"]
-    for name, task in result["tasks"].items():
-        per_metric = scores["unlearned"].get(name, {})
-        row = {
-            "task": name,
-            "dimension": task["dimension"],
-            "better": "higher" if task["higher_is_better"] else "lower",
-        }
-        for metric in METRICS:
-            row[metric] = per_metric.get(metric, {}).get("mean", float("nan"))
-        row["score"] = task_score(per_metric)
-        for ref in ("vanilla", "oracle"):
-            ref_scores = scores.get(ref) or {}
-            row[ref] = task_score(ref_scores[name]) if name in ref_scores else float("nan")
-        row["normalised"] = result["normalised"].get(task["dimension"], float("nan")) if task["primary"] else float("nan")
-        rows.append(row)
-    return rows
+# -- helpers and old files -------------------------------------------------------------------------
+def _clip(x: float) -> float:
+    return float("nan") if math.isnan(x) else min(1.0, max(0.0, x))
 
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.3f}"
-    return str(value)
+def _float(x) -> float:
+    return float("nan") if x is None else float(x)
 
 
-def to_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _fmt(v) for k, v in row.items()})
-    return buf.getvalue()
+def json_safe(obj):
+    """NaN is not JSON: write null."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
-def to_markdown(rows: list[dict], title: str = "", footer: str = "") -> str:
-    header = list(rows[0])
-    lines = [f"### {title}", ""] if title else []
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(row[h]) or "-" for h in header) + " |")
-    if footer:
-        lines += ["", footer]
-    return "\n".join(lines) + "\n"
+# Schema 1 had the four dimensions and four metrics built in.
+_V1_MEASURES = ("mc_acc", "mc_loglik_acc", "cloze_acc", "rougeL")
+_V1_SCORE = ["mc_loglik_acc", "cloze_acc", "rougeL"]
+_V1_CHANCE = {"mc_loglik_acc": 0.25, "cloze_acc": 0.0, "rougeL": 0.0}
+_V1_ORDER = {"visual_forgetting": 1, "textual_retention": 2, "retained_vqa": 3, "general_utility": 4}
+
+
+def _upgrade_v1(data: dict) -> dict:
+    """A schema-1 result in schema 2's form, normalised exactly as schema 1 did."""
+    data = dict(data)
+    tasks = {}
+    for name, spec in data["tasks"].items():
+        hib = spec["higher_is_better"]
+        tasks[name] = {**spec, "measures": list(_V1_MEASURES), "directions": {m: hib for m in _V1_MEASURES},
+                       "score": list(_V1_SCORE),
+                       "order": _V1_ORDER.get(spec["dimension"], 0) if spec["primary"] else 0,
+                       "label": "retained VQA" if spec["dimension"] == "retained_vqa" else ""}
+    infos = {name: TaskInfo(**spec) for name, spec in tasks.items()}
+    dims = {m: {d: _float(x) for d, x in per.items()} for m, per in data["dimensions"].items()}
+    chance = {}
+    for name, task in infos.items():
+        present = [m for m in _V1_SCORE if m in data["scores"][UNLEARNED].get(name, {})]
+        if task.primary:
+            chance[task.dimension] = sum(_V1_CHANCE[m] for m in present) / len(present) if present else float("nan")
+    data["tasks"] = tasks
+    data["normalisation"] = {d: asdict(n) for d, n in normalisation(dims, infos, chance).items()}
+    data["measures"] = {m: {"version": "1", "origin": "built in (schema 1)", "description": ""} for m in _V1_MEASURES}
+    return data

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import time
 import traceback
@@ -17,18 +16,16 @@ import numpy as np
 import torch
 import yaml
 
-from . import distributed, registry, results
+from . import distributed, registry, results, scoring, tables
 from .config import RunConfig, method_config
 from .context import EncodedSet, MethodData, UnlearningContext
 from .errors import MMUBenchError
-from .evaluation import EvalSettings, Evaluation, evaluate
-from .metrics import KNOWLEDGE_METRIC
+from .evaluation import EvalSettings, evaluate
+from .measure import Value
 from .provenance import environment, git_state, package_versions
-from .storage import atomic_write_json, home, json_digest, staging_dir
+from .references import Reference, reference_records
+from .storage import json_digest, staging_dir
 from .tasks import Task, default_prompts, load_tasks
-
-# Tasks whose vanilla multiple-choice accuracy proves the model knows the forget entities.
-KNOWLEDGE_TASKS = ("visual_forgetting", "textual_retention")
 
 
 def seed_everything(seed: int) -> None:
@@ -69,45 +66,34 @@ def eval_settings(config: RunConfig, progress: bool) -> EvalSettings:
     return EvalSettings(batch_size=config.eval_batch_size, limit=config.eval_limit, seed=0, progress=progress)
 
 
-def reference_scores(provider, benchmark, tasks: list[Task], settings: EvalSettings, device) -> dict:
-    """Scores of the vanilla and oracle models on every task, evaluated once and cached."""
-    out = {}
-    for role in provider.roles:
-        tag = json.dumps({"tasks": {t.name: t.version for t in tasks}, "limit": settings.limit,
-                          "benchmark": benchmark.key()}, sort_keys=True)
-        loaded = provider.load(role, benchmark)
-        digest = hashlib.sha256(f"{loaded.path}|{tag}".encode()).hexdigest()[:16]
-        path = home() / "references" / provider.name / f"{role}-{digest}.json"
-        if path.exists():
-            out[role] = json.loads(path.read_text())
-            continue
-        loaded.model.to(device)
-        evaluation = evaluate(loaded.model, loaded.processor, benchmark.eval, tasks, settings)
-        entry = {"role": role, "model_path": loaded.path, "recipe_hash": loaded.recipe_hash,
-                 "scores": evaluation.scores}
-        atomic_write_json(path, entry)
-        out[role] = entry
-    return out
-
-
-def knowledge_check(vanilla_scores: dict, threshold: float) -> dict:
-    """The vanilla model's multiple-choice accuracy on the forget entities (image and text);
-    raise when under ``threshold``: scores of a model that never knew them mean nothing."""
+def knowledge(vanilla_scores: dict[str, dict[str, Value]], tasks: list[Task]) -> dict[str, float]:
+    """The vanilla model's knowledge measure on each task that checks it (the forget entities,
+    image and text)."""
     found = {}
-    for task in KNOWLEDGE_TASKS:
-        per_metric = vanilla_scores.get(task, {})
-        if KNOWLEDGE_METRIC not in per_metric:
-            raise MMUBenchError(f"cannot check the vanilla model's knowledge: no multiple-choice score for {task!r}")
-        found[task] = per_metric[KNOWLEDGE_METRIC]["mean"]
-    weak = {t: v for t, v in found.items() if v < threshold}
+    for task in tasks:
+        if not task.knowledge_check:
+            continue
+        per_measure = vanilla_scores.get(task.name, {})
+        if task.knowledge_measure not in per_measure:
+            raise MMUBenchError(f"cannot check the vanilla model's knowledge: no {task.knowledge_measure} score for "
+                                f"{task.name!r}")
+        found[task.name] = per_measure[task.knowledge_measure].mean
+    return found
+
+
+def require_knowledge(session: Session) -> None:
+    """Raise when the vanilla model is under ``--min-vanilla-mc`` on a task that checks it:
+    scores of a model that never knew the forget entities mean nothing."""
+    threshold = session.config.min_vanilla_mc
+    measure = {t.name: t.knowledge_measure for t in session.all_tasks}
+    weak = {t: v for t, v in session.knowledge.items() if v < threshold}
     if weak:
-        listed = ", ".join(f"{t} {v:.2f}" for t, v in weak.items())
+        listed = ", ".join(f"{measure[t]} {v:.2f} on {t}" for t, v in weak.items())
         raise MMUBenchError(
-            f"the vanilla model does not know the benchmark: multiple-choice accuracy ({KNOWLEDGE_METRIC}) {listed} is under "
+            f"the vanilla model does not know the benchmark: {listed} is under "
             f"{threshold:.2f}. Results would be meaningless, so none are reported. Train the reference "
             "models longer (--model-arg) or lower --min-vanilla-mc if you know what you are doing."
         )
-    return found
 
 
 def new_run_dir(config: RunConfig, method_name: str) -> Path:
@@ -128,23 +114,38 @@ class Session:
     """What a run or an evaluation needs before any model is changed."""
 
     config: RunConfig
-    tasks: list[Task]
+    tasks: list[Task]  # what the run scores
+    all_tasks: list[Task]  # what the reference models are scored on
+    measures: scoring.Measures
     benchmark: object
     provider: object
     settings: EvalSettings
-    refs: dict
+    refs: dict[str, Reference]
+    ref_scores: dict[str, dict[str, dict[str, Value]]]  # role -> task -> measure -> value
     knowledge: dict
     device: torch.device
 
 
-def open_session(config: RunConfig, progress: bool) -> Session:
+def open_session(config: RunConfig, progress: bool, strict: bool = True) -> Session:
     """Checks names and options (before any work), then loads the benchmark and the reference
-    scores, and refuses when the vanilla model does not know the benchmark."""
+    models' records and scores them; ``strict``: refuses when the vanilla model does not know
+    the benchmark."""
     check_names(config)
-    tasks = load_tasks(config.tasks)
-    benchmark, provider, settings, refs, device = load_references(config, load_tasks(), progress)
-    knowledge = knowledge_check(refs["vanilla"]["scores"], config.min_vanilla_mc)
-    return Session(config, tasks, benchmark, provider, settings, refs, knowledge, device)
+    all_tasks, measures = scoring.resolve(load_tasks(), config.measures)
+    tasks = all_tasks
+    if config.tasks:  # in the order given; unknown names fail with "did you mean"
+        by_name = {t.name: t for t in all_tasks}
+        tasks = [by_name[t.name] for t in load_tasks(config.tasks)]
+    provider = make_provider(config, progress)
+    scoring.check_needs(tasks, measures, provider.roles)
+    benchmark, settings, refs, device = load_references(config, provider, all_tasks, progress)
+    records = {role: ref.records for role, ref in refs.items()}
+    ref_scores = scoring.score(records, all_tasks, measures)
+    session = Session(config, tasks, all_tasks, measures, benchmark, provider, settings, refs, ref_scores,
+                      knowledge(ref_scores["vanilla"], all_tasks), device)
+    if strict:
+        require_knowledge(session)
+    return session
 
 
 def check_names(config: RunConfig) -> None:
@@ -154,9 +155,9 @@ def check_names(config: RunConfig) -> None:
     registry.model_provider(config.model)
 
 
-def load_references(config: RunConfig, tasks: list[Task], progress: bool):
-    """The benchmark and the reference models' scores on ``tasks`` (training and scoring them
-    if missing): (benchmark, provider, settings, refs, device)."""
+def load_references(config: RunConfig, provider, tasks: list[Task], progress: bool):
+    """The benchmark and the reference models' records on ``tasks`` (training and evaluating the
+    models if missing): (benchmark, settings, refs, device)."""
     acc = distributed.accelerator()
     device = pick_device(config.device) if acc is None else process_device(config, acc)
     progress = progress and distributed.is_main()
@@ -164,10 +165,9 @@ def load_references(config: RunConfig, tasks: list[Task], progress: bool):
     # reference models; the others wait, then read what it cached.
     with distributed.main_first(acc):
         benchmark = load_benchmark(config)
-        provider = make_provider(config, progress)
         settings = eval_settings(config, progress)
-        refs = reference_scores(provider, benchmark, tasks, settings, device)
-    return benchmark, provider, settings, refs, device
+        refs = reference_records(provider, benchmark, tasks, settings, device)
+    return benchmark, settings, refs, device
 
 
 def process_device(config: RunConfig, acc) -> torch.device:
@@ -187,10 +187,12 @@ def run_key(config: RunConfig, method: dict) -> str:
         "benchmark_args": config.benchmark_args, "model": config.model, "model_args": config.model_args,
         "tasks": config.tasks, "eval_limit": config.eval_limit,
     }
+    if config.measures:  # only when given: the keys of earlier runs stay valid
+        blob["measures"] = config.measures
     return json_digest(blob, 20)
 
 
-def method_info(config: RunConfig) -> tuple[registry.ResolvedMethod, object, dict]:
+def method_info(config: RunConfig) -> tuple[registry.Resolved, object, dict]:
     """Resolve ``config.method`` and its configuration; fails before any work."""
     resolved = registry.resolve_method(config.method)
     method_cfg = method_config(resolved.cls, config.benchmark, config.method_args)
@@ -226,7 +228,7 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
         model=model, processor=vanilla.processor, config=method_cfg, data=data, seed=config.seed,
         benchmark=benchmark.name,
         reference_loader=lambda role: provider.load(role, benchmark).model.to(device),
-        accelerator=acc,
+        accelerator=acc, progress=progress and distributed.is_main(),
     )
     seed_everything(config.seed)
     method = resolved.cls(method_cfg)
@@ -272,75 +274,67 @@ def folder_sha256(path: Path) -> str:
 def finish(session: Session, model, processor, info: dict, training: dict, started: float) -> Path | None:
     config = session.config
     acc = distributed.accelerator()
-    evaluation = evaluate(model, processor, session.benchmark.eval, session.tasks, session.settings, acc)
+    records = evaluate(model, processor, session.benchmark.eval, session.tasks, session.settings, acc)
     if not distributed.is_main():
-        return None  # every process holds the whole evaluation; the main one writes it
-    result = compose(session, info, evaluation, training)
-    result["run_key"] = run_key(config, info)
-    result["provenance"]["wall_seconds"] = round(time.time() - started, 2)
+        return None  # every process holds all the records; the main one writes them
+    everyone = {results.UNLEARNED: records, **{role: ref.records for role, ref in session.refs.items()}}
+    scores = scoring.score(everyone, session.tasks, session.measures, models=[results.UNLEARNED])
+    result = compose(session, info, scores[results.UNLEARNED], training)
+    result.run_key = run_key(config, info)
+    result.provenance["wall_seconds"] = round(time.time() - started, 2)
     if acc is not None:
-        result["provenance"]["processes"] = acc.num_processes
-    return write_run(config, result, evaluation)
+        result.provenance["processes"] = acc.num_processes
+    return write_run(config, result, records)
 
 
-def compose(session: Session, info: dict, evaluation: Evaluation, training: dict) -> dict:
-    config, benchmark, tasks, refs = session.config, session.benchmark, session.tasks, session.refs
-    scores = {"unlearned": evaluation.scores, **{role: refs[role]["scores"] for role in refs}}
+def compose(session: Session, info: dict, unlearned: dict[str, dict[str, Value]], training: dict) -> results.RunResult:
+    config, benchmark, refs = session.config, session.benchmark, session.refs
+    tasks = scoring.task_infos(session.tasks, session.measures)
+    scores = {results.UNLEARNED: unlearned, **session.ref_scores}
     dims = {who: results.dimension_scores(s, tasks) for who, s in scores.items()}
-    chance = {t.dimension: results.chance_score(evaluation.scores.get(t.name, {})) for t in tasks if t.primary}
-    normalised = results.normalise(dims["unlearned"], dims["vanilla"], dims.get("oracle"), chance)
-    return {
-        "schema_version": results.SCHEMA_VERSION,
-        "run_uid": uuid.uuid4().hex,
-        "benchmark": {"name": benchmark.name, "fingerprint": benchmark.fingerprint,
-                      "forget_ratio": benchmark.forget_ratio, "forget_entities": list(benchmark.forget_entities),
-                      "info": benchmark.info},
-        "model": {"name": config.model,
-                  "references": {role: {"path": refs[role]["model_path"], "recipe_hash": refs[role]["recipe_hash"]}
-                                 for role in refs}},
-        "method": info,
-        "seed": config.seed,
-        "tasks": {t.name: {"version": t.version, "dimension": t.dimension, "primary": t.primary,
-                           "higher_is_better": t.higher_is_better} for t in tasks},
-        "scores": scores,
-        "dimensions": dims,
-        "normalised": normalised,
-        "overall": results.overall(normalised),
-        "vanilla_knowledge": session.knowledge,
-        "training": training,
-        "provenance": {"git": git_state(), "packages": package_versions(), **environment(),
-                       "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-    }
+    chance = scoring.chance(unlearned, session.tasks, session.measures)
+    spec = results.normalisation(dims, tasks, chance)
+    normalised = results.normalise(dims[results.UNLEARNED], spec)
+    return results.RunResult(
+        run_uid=uuid.uuid4().hex,
+        benchmark={"name": benchmark.name, "fingerprint": benchmark.fingerprint,
+                   "forget_ratio": benchmark.forget_ratio, "forget_entities": list(benchmark.forget_entities),
+                   "info": benchmark.info},
+        model={"name": config.model,
+               "references": {role: {"path": refs[role].model_path, "recipe_hash": refs[role].recipe_hash}
+                              for role in refs}},
+        method=info,
+        seed=config.seed,
+        tasks=tasks,
+        measures=session.measures.info,
+        scores=scores,
+        dimensions=dims,
+        normalisation=spec,
+        normalised=normalised,
+        overall=results.overall(normalised, results.dimension_order(tasks)),
+        vanilla_knowledge=session.knowledge,
+        training=training,
+        provenance={"git": git_state(), "packages": package_versions(), **environment(),
+                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+    )
 
 
-def _json_safe(obj):
-    """NaN is not JSON: write null."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def write_run(config: RunConfig, result: dict, evaluation: Evaluation) -> Path:
+def write_run(config: RunConfig, result: results.RunResult, records: list[dict]) -> Path:
     """Everything is written into a staging folder renamed into place at the end: a crash or
     Ctrl-C leaves no partial run, and an existing run folder is never touched."""
 
     def fill(tmp: Path, run_id: str) -> None:
-        result["run_id"] = run_id
+        result.run_id = run_id
         (tmp / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         with open(tmp / "samples.jsonl", "w", encoding="utf-8") as fh:
-            for record in evaluation.records:
+            for record in records:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        rows = results.table_rows(result)
-        (tmp / "table.csv").write_text(results.to_csv(rows))
-        (tmp / "table.md").write_text(results.to_markdown(rows, title=summary_title(result),
-                                                           footer=summary_footer(result)))
-        (tmp / "results.json").write_text(json.dumps(_json_safe(result), indent=2, sort_keys=True) + "\n")
+        rows = tables.table_rows(result)
+        (tmp / "table.csv").write_text(tables.to_csv(rows))
+        (tmp / "table.md").write_text(tables.to_markdown(rows, title=tables.title(result), footer=tables.footer(result)))
+        (tmp / "results.json").write_text(result.to_json())
 
-    return _write_new_folder(config, result["method"]["name"], fill)
+    return _write_new_folder(config, result.method["name"], fill)
 
 
 def write_failure(config: RunConfig, method_name: str, key: str | None, error: BaseException) -> Path:
@@ -350,7 +344,7 @@ def write_failure(config: RunConfig, method_name: str, key: str | None, error: B
               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
     def fill(tmp: Path, run_id: str) -> None:
-        (tmp / "failure.json").write_text(json.dumps(_json_safe(record), indent=2, default=str) + "\n")
+        (tmp / "failure.json").write_text(json.dumps(results.json_safe(record), indent=2, default=str) + "\n")
 
     return _write_new_folder(config, method_name, fill)
 
@@ -368,22 +362,6 @@ def _write_new_folder(config: RunConfig, method_name: str, fill) -> Path:
     raise MMUBenchError(f"could not find a free run folder under {config.output_dir}")
 
 
-def summary_title(result: dict) -> str:
-    return (f"{result['method']['name']} on {result['benchmark']['name']} "
-            f"(forget {result['benchmark']['forget_ratio']:g}%, seed {result['seed']}, model {result['model']['name']})")
-
-
-def summary_footer(result: dict) -> str:
-    value = result["overall"]
-    text = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-    return (f"Overall score (harmonic mean of the normalised dimensions): **{text}**. "
-            "mc_acc: greedy letter; mc_loglik_acc: most likely option; cloze_acc: answer contained; "
-            "rougeL: ROUGE-L F1. vanilla/oracle: the reference models' task scores.")
-
-
-def prepare(config: RunConfig, progress: bool = True) -> dict:
-    """Generate the benchmark, train (or find) the reference models, score them once."""
-    check_names(config)
-    tasks = load_tasks()
-    benchmark, _, _, refs, _ = load_references(config, tasks, progress)
-    return {"benchmark": benchmark, "references": refs, "tasks": tasks}
+def prepare(config: RunConfig, progress: bool = True) -> Session:
+    """Generate the benchmark, train (or find) the reference models, evaluate them once."""
+    return open_session(config, progress, strict=False)

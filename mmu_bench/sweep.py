@@ -9,12 +9,12 @@ stop the grid: its error is recorded in its own run folder (``failure.json``, ne
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from . import results
 from .config import RunConfig
 from .errors import MMUBenchError
 from .runner import method_info, run, run_key, write_failure
@@ -35,9 +35,9 @@ def existing_keys(output_dir: str) -> dict[str, str]:
     found = {}
     for path in sorted(Path(output_dir).rglob("results.json")):
         try:
-            key = json.loads(path.read_text()).get("run_key")
-        except (OSError, json.JSONDecodeError):
-            continue
+            key = results.read(path).run_key
+        except results.ResultsError:
+            continue  # unreadable here: the cell runs again
         if key:
             found[key] = str(path.parent)
     return found

@@ -1,4 +1,11 @@
-"""Task definitions: versioned YAML files (data, not code), one per scored dimension.
+"""Task definitions: versioned YAML files (data, not code), one per scored quantity.
+
+A task selects canonical rows (``data``), names the measures that score them (``measures``,
+each a registered measure; a mapping ``{measure: NAME, higher_is_better: BOOL}`` overrides a
+measure's direction on this task) and the ones whose mean is the task's score (``score``), and
+says whether a higher score is better (``higher_is_better``): normalisation reads it. Each
+``dimension`` of the overall score is the dimension of exactly one ``primary`` task; ``order``
+places it in tables and plots, ``label`` names it there.
 
 A task file may ``include:`` another (keys of the including file win). Task files live in
 the repository's ``tasks/`` folder, installed as ``mmu_bench._tasks``.
@@ -6,9 +13,7 @@ the repository's ``tasks/`` folder, installed as ``mmu_bench._tasks``.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -16,8 +21,6 @@ import yaml
 
 from .data.schema import FORMATS
 from .errors import MMUBenchError, UnknownNameError
-
-DIMENSIONS = ("visual_forgetting", "textual_retention", "retained_vqa", "general_utility")
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,28 @@ class Task:
     formats: tuple[str, ...]
     prompts: dict  # {"prompts": templates, "blank": ...}: what prompts.user_text takes
     max_new_tokens: dict
+    measures: tuple[str, ...] = ()  # what is reported
+    score: tuple[str, ...] = ()  # the task score: the mean of these measures' values
+    directions: dict = field(default_factory=dict)  # measure -> higher_is_better, where the YAML sets it
+    knowledge_check: bool = False  # the vanilla model must reach --min-vanilla-mc on knowledge_measure
+    knowledge_measure: str = ""
+    order: int = 0
+    label: str = ""
     source: str = field(default="", compare=False)
 
     def selects(self, row: dict) -> bool:
         return all(row.get(key) == value for key, value in self.data.items())
+
+    def with_measures(self, extra: list[str]) -> Task:
+        """This task, also reporting ``extra`` measures (``--measure``)."""
+        return replace(self, measures=(*self.measures, *(m for m in extra if m not in self.measures)))
+
+    def direction(self, measure) -> bool:
+        """Whether a higher value of ``measure`` (a Measure class or instance) is better on this
+        task: the YAML's word, else the measure's own, else the task's (a measure of knowledge)."""
+        if measure.name in self.directions:
+            return self.directions[measure.name]
+        return self.higher_is_better if measure.higher_is_better is None else measure.higher_is_better
 
 
 def tasks_dir() -> Path:
@@ -57,17 +78,54 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return spec
 
 
+def _measures(path: Path, spec: dict) -> tuple[tuple[str, ...], dict, tuple[str, ...]]:
+    """(measure names, direction overrides, score measures) of a task file."""
+    names, directions = [], {}
+    for entry in spec["measures"] or []:
+        if isinstance(entry, dict):
+            unknown = sorted(set(entry) - {"measure", "higher_is_better"})
+            if "measure" not in entry or unknown:
+                raise MMUBenchError(f"{path}: field 'measures': an entry must be a name or a mapping with 'measure' "
+                                    f"(and optionally 'higher_is_better'), got {entry!r}")
+            name = str(entry["measure"])
+            if "higher_is_better" in entry:
+                if not isinstance(entry["higher_is_better"], bool):
+                    raise MMUBenchError(f"{path}: field 'measures': higher_is_better of {name!r} must be true or false")
+                directions[name] = entry["higher_is_better"]
+        elif isinstance(entry, str) and entry.strip():
+            name = entry.strip()
+        else:
+            raise MMUBenchError(f"{path}: field 'measures': an entry must be a name or a mapping, got {entry!r}")
+        if name in names:
+            raise MMUBenchError(f"{path}: field 'measures' names {name!r} twice")
+        names.append(name)
+    score = spec.get("score") or []
+    if not isinstance(score, list) or not all(isinstance(s, str) for s in score):
+        raise MMUBenchError(f"{path}: field 'score' must be a list of measure names, got {score!r}")
+    stray = [s for s in score if s not in names]
+    if stray:
+        raise MMUBenchError(f"{path}: field 'score' names {', '.join(stray)}, not in 'measures'")
+    return tuple(names), directions, tuple(score)
+
+
 def _build(path: Path) -> Task:
     spec = _read(path)
-    required = ("task", "version", "dimension", "higher_is_better", "data", "prompts", "formats")
+    required = ("task", "version", "dimension", "higher_is_better", "data", "prompts", "formats", "measures", "score")
     missing = [key for key in required if key not in spec]
     if missing:
         raise MMUBenchError(f"{path}: missing field(s) {', '.join(missing)}")
-    if spec["dimension"] not in DIMENSIONS:
-        raise MMUBenchError(f"{path}: field 'dimension' is {spec['dimension']!r}; expected one of {DIMENSIONS}")
+    if not isinstance(spec["dimension"], str) or not spec["dimension"].strip():
+        raise MMUBenchError(f"{path}: field 'dimension' must be a name, got {spec['dimension']!r}")
+    if not isinstance(spec["higher_is_better"], bool):
+        raise MMUBenchError(f"{path}: field 'higher_is_better' must be true or false, got {spec['higher_is_better']!r}")
     bad = [f for f in spec["formats"] if f not in FORMATS]
     if bad:
         raise MMUBenchError(f"{path}: field 'formats' has unknown format(s) {bad}; expected {FORMATS}")
+    measures, directions, score = _measures(path, spec)
+    knowledge = bool(spec.get("knowledge_check", False))
+    if knowledge and spec.get("knowledge_measure") not in measures:
+        raise MMUBenchError(f"{path}: field 'knowledge_measure' must name one of its measures, "
+                            f"got {spec.get('knowledge_measure')!r}")
     return Task(
         name=spec["task"],
         version=f"{spec['version']}.{spec.get('prompt_version', 0)}",
@@ -79,6 +137,13 @@ def _build(path: Path) -> Task:
         formats=tuple(spec["formats"]),
         prompts={"prompts": dict(spec["prompts"]), "blank": spec.get("blank", "[Blank]")},
         max_new_tokens=dict(spec.get("max_new_tokens", {})),
+        measures=measures,
+        score=score,
+        directions=directions,
+        knowledge_check=knowledge,
+        knowledge_measure=str(spec.get("knowledge_measure", "")),
+        order=int(spec.get("order", 0)),
+        label=str(spec.get("label", "")),
         source=str(path),
     )
 
@@ -96,9 +161,13 @@ def load_tasks(names: list[str] | None = None, directory: Path | None = None) ->
         if name not in found:
             raise UnknownNameError("task", name, found)
     tasks = [_build(found[name]) for name in chosen]
-    for dim in DIMENSIONS:
-        if names is None and not any(t.dimension == dim and t.primary for t in tasks):
-            raise MMUBenchError(f"no primary task for dimension {dim!r} in {directory or tasks_dir()}")
+    if names is None:
+        where = directory or tasks_dir()
+        for dim in dict.fromkeys(t.dimension for t in tasks):
+            primaries = [t.name for t in tasks if t.dimension == dim and t.primary]
+            if len(primaries) != 1:
+                found_text = ", ".join(primaries) or "none"
+                raise MMUBenchError(f"{where}: dimension {dim!r} needs exactly one primary task, found {found_text}")
     return tasks
 
 
@@ -106,7 +175,3 @@ def default_prompts(directory: Path | None = None) -> dict:
     """The shared prompt block (from ``_base.yaml``), used to fine-tune models in the same format."""
     spec = _read((directory or tasks_dir()) / "_base.yaml")
     return {key: spec[key] for key in ("prompt_version", "prompts", "blank", "formats")}
-
-
-def prompts_hash(prompts: dict) -> str:
-    return hashlib.sha256(json.dumps(prompts, sort_keys=True).encode()).hexdigest()[:12]

@@ -8,8 +8,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .distributed import is_main
+from .encoding import to_device
 from .errors import MMUBenchError
-from .evaluation import to_device
 from .method import Batches, MethodConfig, UnlearningMethod
 
 
@@ -90,8 +90,9 @@ def progress_bar(total: int, desc: str, progress: bool):
     return tqdm(range(total), desc=desc, unit="step", disable=None if show else True, leave=False)
 
 
-def run_loop(method: UnlearningMethod, ctx, progress: bool = True) -> None:
-    """Train ``ctx.model`` with ``method.loss`` for the configured number of steps."""
+def run_loop(method: UnlearningMethod, ctx) -> None:
+    """Train ``ctx.model`` with ``method.loss`` for the configured number of steps (a progress
+    bar unless ``ctx.progress`` is off)."""
     config = method.config
     model = ctx.model
     model.train()
@@ -99,7 +100,7 @@ def run_loop(method: UnlearningMethod, ctx, progress: bool = True) -> None:
     stepper = Stepper(method, ctx, total)
     forget = ctx.data.forget.batches(config.batch_size, seed=ctx.seed)
     retain = ctx.data.retain.batches(config.batch_size, seed=ctx.seed + 1) if method.uses_retain else None
-    bar = progress_bar(total, f"unlearning ({method.name})", progress)
+    bar = progress_bar(total, f"unlearning ({method.name})", ctx.progress)
     for step in bar:
         batch = Batches(
             forget=to_device(next(forget), model),

@@ -10,16 +10,16 @@ steps, then the lower lr.
     python scripts/tune.py [--output-dir runs/tuning] [--methods ga,npo,...]
 
 Resumes (finished grid points are skipped) and prints, per method, every grid point's
-overall and dimension scores and the chosen values, which belong in the method's
-``benchmark_defaults["mmu-synth"]``.
+overall and dimension scores and the chosen values, which belong in ``hparams/mmu-synth.yaml``
+under the method's name (data, not the method's source: README, "Hyperparameters").
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from mmu_bench import results
 from mmu_bench.config import RunConfig
 from mmu_bench.sweep import grid, sweep
 
@@ -58,14 +58,14 @@ def main() -> None:
 def report(folder: Path, methods: list[str]) -> None:
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     for path in sorted(folder.rglob("results.json")):
-        result = json.loads(path.read_text())
-        cfg = result["method"]["config"]
-        if result["benchmark"]["info"]["config"]["seed"] != VALIDATION["data_seed"]:
+        result = results.read(path)
+        cfg = result.method["config"]
+        if result.benchmark["info"]["config"]["seed"] != VALIDATION["data_seed"]:
             continue  # not a validation run
-        label = "mmunlearner_random" if cfg.get("mask") == "random" else result["method"]["name"]
+        label = "mmunlearner_random" if cfg.get("mask") == "random" else result.method["name"]
         if label in rows:
-            rows[label].append({"lr": cfg["lr"], "steps": cfg["steps"], "overall": result["overall"],
-                                **result["normalised"]})
+            rows[label].append({"lr": cfg["lr"], "steps": cfg["steps"], "overall": result.overall,
+                                **result.normalised})
     for method, points in rows.items():
         points.sort(key=lambda p: (-p["overall"], p["steps"], p["lr"]))
         print(f"\n{method}")
@@ -73,7 +73,7 @@ def report(folder: Path, methods: list[str]) -> None:
             dims = " ".join(f"{k[:12]}={v:.3f}" for k, v in p.items() if k not in ("lr", "steps", "overall"))
             print(f"  lr={p['lr']:<8g} steps={p['steps']:<3} overall={p['overall']:.3f}  {dims}")
         if points:
-            print(f"  chosen: lr={points[0]['lr']:g} steps={points[0]['steps']}")
+            print(f"  chosen: lr={points[0]['lr']:g} steps={points[0]['steps']}  (hparams/mmu-synth.yaml)")
 
 
 if __name__ == "__main__":

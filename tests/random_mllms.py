@@ -91,7 +91,8 @@ def save_qwen(folder: Path, version: str = "2", seed: int = 0) -> Path:
                                                merge_size=2, temporal_patch_size=2)
     # Saved through the image-only variant (no torchvision here), then labelled as the real
     # processor class, as a hub repository is.
-    _image_only(Processor)(image_processor=image_processor, tokenizer=tok, chat_template=QWEN_TEMPLATE).save_pretrained(str(folder))
+    processor = _image_only(Processor)(image_processor=image_processor, tokenizer=tok, chat_template=QWEN_TEMPLATE)
+    processor.save_pretrained(str(folder))
     for name in ("processor_config.json", "tokenizer_config.json"):
         path = Path(folder) / name
         data = json.loads(path.read_text())

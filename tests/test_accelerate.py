@@ -27,7 +27,6 @@ import torch
 from mmu_bench.cli import main
 from mmu_bench.context import EncodedSet
 from mmu_bench.distributed import deal
-
 from small import SMALL
 
 GA = ["--method", "ga", "--method-arg", "steps=4", "--method-arg", "batch_size=8", "--method-arg", "lr=3e-4"]

@@ -1,18 +1,89 @@
 import pytest
-
+import yaml
 from mmu_bench.baselines.npo import NPO
+
+from mmu_bench import hparams
 from mmu_bench.cli import build_config, make_parser
 from mmu_bench.config import RunConfig, method_config
 from mmu_bench.errors import MMUBenchError
 
 
-def test_method_config_layers_defaults_benchmark_defaults_and_overrides():
-    plain = method_config(NPO, "other-benchmark", {})
-    assert plain.beta == 0.4 and plain.lr == NPO.Config().lr
+def test_method_config_layers_defaults_hparams_and_overrides():
+    plain = method_config(NPO, "other-benchmark", {})  # no hparams file: the Config defaults
+    assert plain == NPO.Config()
     tuned = method_config(NPO, "mmu-synth", {})
-    assert tuned.lr == NPO.benchmark_defaults["mmu-synth"]["lr"]
+    synth = yaml.safe_load((hparams.hparams_dir() / "mmu-synth.yaml").read_text())
+    assert {k: getattr(tuned, k) for k in synth["npo"]} == synth["npo"]
+    assert tuned.beta == NPO.Config().beta  # what the file does not set keeps its default
     mine = method_config(NPO, "mmu-synth", {"beta": "0.2", "steps": "7"})
     assert mine.beta == 0.2 and mine.steps == 7 and isinstance(mine.steps, int)
+    assert mine.lr == tuned.lr
+
+
+def test_the_tuned_values_are_pinned():
+    """hparams/*.yaml hold exactly the values the methods had in their source before they
+    became data (the published comparison was run with them)."""
+    from mmu_bench.registry import resolve_method
+
+    def cfg(name, bench):
+        c = method_config(resolve_method(name).cls, bench, {})
+        return (c.lr, c.steps, c.batch_size, c.schedule, c.epochs)
+
+    assert cfg("ga", "mmu-synth") == (5e-5, 40, 32, "constant", 1.0)
+    assert cfg("kl_min", "mmu-synth") == (2e-4, 40, 32, "constant", 1.0)
+    assert cfg("simnpo", "mmu-synth") == (2e-4, 15, 32, "constant", 1.0)
+    assert cfg("idk", "mmu-synth") == (2e-4, 15, 32, "constant", 1.0)
+    mmu = method_config(resolve_method("mmunlearner").cls, "mmu-synth", {})
+    assert (mmu.lr, mmu.steps, mmu.retain_per_forget, mmu.mask_batch_size, mmu.mask_batches) == (2e-4, 40, 1, 16, 8)
+    mllmu = method_config(resolve_method("mmunlearner").cls, "mllmu", {})
+    assert (mllmu.lr, mllmu.batch_size, mllmu.epochs, mllmu.schedule, mllmu.mask_batch_size) == (1e-5, 4, 1.0, "linear", 4)
+    assert cfg("npo", "no-such-benchmark") == (1e-4, 0, 8, "linear", 1.0)
+
+
+def test_every_method_entry_applies_to_third_party_methods_too():
+    from dataclasses import dataclass
+
+    from mmu_bench.method import MethodConfig, UnlearningMethod
+
+    @dataclass
+    class C(MethodConfig):
+        alpha: float = 1.0
+
+    class Mine(UnlearningMethod):
+        name = "mine"
+        Config = C
+
+    assert method_config(Mine, "clear", {}) == C(lr=2e-5, epochs=1.0, steps=0, batch_size=4, schedule="linear")
+    assert method_config(Mine, "mmu-synth", {}) == C()
+
+
+@pytest.fixture
+def hparams_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(hparams, "hparams_dir", lambda: tmp_path)
+    return tmp_path
+
+
+def test_a_hparams_key_the_config_lacks_names_file_method_and_key(hparams_dir):
+    (hparams_dir / "bench.yaml").write_text("npo: {lr: 1.0e-3, betta: 0.2}\n")
+    with pytest.raises(MMUBenchError, match=r"bench\.yaml: entry 'npo' \(method 'npo'\) sets betta, which the Config "
+                                             r"of method 'npo' does not have"):
+        method_config(NPO, "bench", {})
+    (hparams_dir / "bench.yaml").write_text("'*': {lrr: 1.0e-3}\n")
+    with pytest.raises(MMUBenchError, match=r"bench\.yaml: entry '\*' \(every method\) sets lrr, which the Config "
+                                             r"of method 'npo' does not have"):
+        method_config(NPO, "bench", {})
+
+
+def test_hparams_layering_and_bad_values(hparams_dir):
+    (hparams_dir / "bench.yaml").write_text("'*': {lr: 1.0e-3, steps: 5}\nnpo: {steps: 9, beta: 0.1}\nga: {lr: 1}\n")
+    cfg = method_config(NPO, "bench", {"beta": "0.3"})
+    assert (cfg.lr, cfg.steps, cfg.beta) == (1e-3, 9, 0.3)  # "*" <- the method's entry <- the user
+    (hparams_dir / "bench.yaml").write_text("npo: {steps: many}\n")
+    with pytest.raises(MMUBenchError, match=r"bench\.yaml, method 'npo': 'steps': expected int, got 'many'"):
+        method_config(NPO, "bench", {})
+    (hparams_dir / "bench.yaml").write_text("npo: [1, 2]\n")
+    with pytest.raises(MMUBenchError, match=r"bench\.yaml: entry 'npo' must map config field names to values"):
+        method_config(NPO, "bench", {})
 
 
 def test_unknown_method_argument_lists_the_valid_ones():

@@ -6,7 +6,6 @@ import textwrap
 import pytest
 
 from mmu_bench.cli import main
-
 from small import SMALL
 
 DIMENSIONS = {"visual_forgetting", "textual_retention", "retained_vqa", "general_utility"}
@@ -148,3 +147,76 @@ def test_mmunlearner_reports_its_mask_and_random_keeps_its_sparsity(ga_run):
     assert saliency_run["forget_steps"] == 2 and saliency_run["retain_steps"] == 2
     random_run = next(r for r in reports if r["mask_kind"] == "random")
     assert random_run["mask_variant"] == "both" and random_run["mask_sparsity"]["vision_tower"]["total"] > 0
+
+
+def readme_block(marker):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (code,) = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if marker in block]
+    return code
+
+
+def test_the_readme_measure_runs_from_a_file_end_to_end(ga_run, tmp_path):
+    """'Write your own measure': the example, copied out of the README, given to --measure as a
+    file. It reads the vanilla model's cached records of the same items."""
+    out, first = ga_run
+    path = tmp_path / "my_measure.py"
+    path.write_text(readme_block("class LikelihoodKept"))
+    args = ["--method", "ga", "--method-arg", "lr=1e-3", "--method-arg", "steps=10"]
+    assert run_cli([*args, "--measure", f"{path}:LikelihoodKept"], out) == 0
+    folder = latest(out, "ga")
+    result = json.loads((folder / "results.json").read_text())
+    assert result["measures"]["likelihood_kept"]["origin"] == f"file {path}"
+    assert result["tasks"]["visual_forgetting"]["directions"]["likelihood_kept"] is False  # the task's direction
+    assert result["tasks"]["textual_retention"]["directions"]["likelihood_kept"] is True
+    for task, per_measure in result["scores"]["unlearned"].items():
+        assert 0.0 < per_measure["likelihood_kept"]["mean"] <= 1.0, task
+        assert result["scores"]["vanilla"][task]["likelihood_kept"]["mean"] == 1.0  # itself: exp(0)
+    # Gradient ascent on the forget images lowered their answers' likelihood.
+    assert result["scores"]["unlearned"]["visual_forgetting"]["likelihood_kept"]["mean"] < 0.9
+    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    values = [s["likelihood_kept"] for s in samples if s["task"] == "visual_forgetting"]
+    mean = result["scores"]["unlearned"]["visual_forgetting"]["likelihood_kept"]["mean"]
+    assert sum(values) / len(values) == pytest.approx(mean)
+    assert "likelihood_kept" in (folder / "table.csv").read_text().splitlines()[0].split(",")
+    # The other measures are untouched by the extra one.
+    before = json.loads((first / "results.json").read_text())["scores"]
+    for who, tasks in before.items():
+        for task, per_measure in tasks.items():
+            after = {k: v for k, v in result["scores"][who][task].items() if k != "likelihood_kept"}
+            assert after == per_measure, (who, task)
+    assert result["run_key"] != json.loads((first / "results.json").read_text())["run_key"]
+
+
+def test_a_measure_that_reads_reference_records_never_reloads_a_reference(ga_run, tmp_path, monkeypatch):
+    from mmu_bench.cli import build_config, make_parser
+    from mmu_bench.models.tiny import TinyLlavaProvider
+    from mmu_bench.runner import load_benchmark, make_provider
+
+    out, _ = ga_run
+    config = build_config(make_parser().parse_args(["run", *SMALL]))
+    vanilla = make_provider(config, progress=False).load("vanilla", load_benchmark(config))
+    vanilla.model.save_pretrained(tmp_path / "ckpt")
+    vanilla.processor.save_pretrained(tmp_path / "ckpt")
+    path = tmp_path / "both.py"
+    path.write_text(
+        "from mmu_bench.measure import Measure, Value\n"
+        "class SameOutputs(Measure):\n"
+        "    name = 'same_outputs'\n"
+        "    references = ('vanilla', 'oracle')\n"
+        "    def compute(self, records):\n"
+        "        pairs = zip(records.items, records.reference('vanilla'))\n"
+        "        return Value(sum(a['output'] == b['output'] for a, b in pairs) / len(records.items))\n")
+    loads = []
+    original = TinyLlavaProvider.load
+    monkeypatch.setattr(TinyLlavaProvider, "load", lambda self, role, benchmark=None: loads.append(role)
+                        or original(self, role, benchmark))
+    code = main(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--name", "vanilla-copy", *SMALL,
+                 "--measure", f"{path}:SameOutputs", "--output-dir", str(out)])
+    assert code == 0
+    assert loads == []  # neither reference model was loaded: their records came from the cache
+    result = json.loads((latest(out, "vanilla-copy") / "results.json").read_text())
+    for task, per_measure in result["scores"]["unlearned"].items():
+        assert per_measure["same_outputs"]["mean"] == 1.0, task  # the vanilla model itself

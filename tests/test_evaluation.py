@@ -1,11 +1,15 @@
-"""Batched evaluation gives the same answers as one item at a time."""
+"""Evaluation: batched records equal one-at-a-time ones; the raw signals are what they claim."""
 
 import pytest
+import torch
 
 from mmu_bench.data.base import add_split_column
+from mmu_bench.data.schema import LETTERS
 from mmu_bench.data.synth import SynthConfig, generate
-from mmu_bench.evaluation import EvalSettings, aggregate, evaluate, select_rows
+from mmu_bench.encoding import encode
+from mmu_bench.evaluation import EvalSettings, evaluate, select_rows
 from mmu_bench.models.tiny import build_model, build_processor, recipe_vocabulary
+from mmu_bench.prompts import user_text
 from mmu_bench.tasks import default_prompts, load_tasks
 
 
@@ -23,12 +27,47 @@ def test_batched_and_unbatched_evaluation_agree(setup):
     settings = dict(limit=3, progress=False)
     batched = evaluate(model, processor, rows, tasks, EvalSettings(batch_size=16, **settings))
     single = evaluate(model, processor, rows, tasks, EvalSettings(batch_size=1, **settings))
-    assert [r["item_id"] for r in batched.records] == [r["item_id"] for r in single.records]
-    for a, b in zip(batched.records, single.records):
+    assert [r["item_id"] for r in batched] == [r["item_id"] for r in single]
+    for a, b in zip(batched, single):
         assert a["output"] == b["output"], a["item_id"]
+        assert a["answer_logprobs"] == pytest.approx(b["answer_logprobs"], abs=1e-4)
         if "option_logprobs" in a:
             assert a["option_logprobs"] == pytest.approx(b["option_logprobs"], abs=1e-4)
-            assert a["mc_loglik_acc"] == b["mc_loglik_acc"]
+
+
+def _by_hand(model, processor, user, image, answer):
+    """The answer's per-token log-probabilities, from one unbatched forward pass."""
+    row = encode(processor, user, image, answer)
+    batch = {k: v.unsqueeze(0) if k != "pixel_values" else v for k, v in row.items() if k != "labels"}
+    with torch.no_grad():
+        logp = torch.log_softmax(model(**batch).logits[0].float(), -1)
+    labels = row["labels"]
+    return [logp[i - 1, labels[i]].item() for i in range(1, len(labels)) if labels[i] != -100]
+
+
+def test_records_carry_the_answers_log_probabilities(setup):
+    model, processor, rows, tasks = setup
+    records = evaluate(model, processor, rows, tasks, EvalSettings(limit=2, progress=False))
+    by_id = {r["item_id"]: r for r in rows}
+    task_of = {t.name: t for t in tasks}
+    seen = set()
+    for record in records:
+        row, task = by_id[record["item_id"]], task_of[record["task"]]
+        n_answer = len(processor.tokenizer(
+            row["options"][LETTERS.index(row["answer"])] if row["format"] == "multiple_choice" else row["answer"],
+            add_special_tokens=False)["input_ids"])
+        assert len(record["answer_logprobs"]) == n_answer + 1  # then end of answer
+        if record["format"] == "multiple_choice":
+            # The correct option's text after the bare question; its mean is that option's score.
+            expected = _by_hand(model, processor, user_text(row, task.prompts, "option_loglik"), row["image"],
+                                row["options"][LETTERS.index(row["answer"])])
+            correct = record["option_logprobs"][LETTERS.index(row["answer"])]
+            assert sum(record["answer_logprobs"]) / len(record["answer_logprobs"]) == pytest.approx(correct, abs=1e-5)
+        else:
+            expected = _by_hand(model, processor, user_text(row, task.prompts), row["image"], row["answer"])
+        assert record["answer_logprobs"] == pytest.approx(expected, abs=1e-4)
+        seen.add(record["format"])
+    assert seen == {"multiple_choice", "cloze", "generation"}
 
 
 def test_each_task_scores_its_own_rows(setup):
@@ -51,10 +90,3 @@ def test_limit_samples_per_format_with_a_fixed_seed(setup):
     assert [r["item_id"] for r in a["retained_vqa"]] == [r["item_id"] for r in b["retained_vqa"]]
     assert len(a["retained_vqa"]) == 6  # 2 per format
 
-
-def test_aggregate_by_hand():
-    records = [{"task": "t", "mc_acc": 1.0, "mc_loglik_acc": 0.0}, {"task": "t", "mc_acc": 0.0, "mc_loglik_acc": 0.0},
-               {"task": "t", "rougeL": 0.5}]
-    scores = aggregate(records)
-    assert scores["t"]["mc_acc"]["mean"] == 0.5 and scores["t"]["mc_acc"]["n"] == 2
-    assert scores["t"]["rougeL"] == {"mean": 0.5, "stderr": 0.0, "n": 1}

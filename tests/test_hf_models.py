@@ -11,7 +11,6 @@ from mmu_bench import registry
 from mmu_bench.cli import main
 from mmu_bench.errors import MMUBenchError, UnknownNameError
 from mmu_bench.models.hf import HFProvider, language_linear_names
-
 from random_mllms import save_llava, save_qwen
 
 BENCH = {"num_entities": 4, "train_views": 1, "heldout_views": 1, "text_variants": 1, "general_train_images": 4,

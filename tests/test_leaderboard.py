@@ -2,55 +2,60 @@
 
 import csv
 import io
-import json
 import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 
-from mmu_bench import leaderboard
+from mmu_bench import leaderboard, results
 from mmu_bench.cli import main
+from mmu_bench.measure import Value
+from mmu_bench.results import RunResult, TaskInfo
 
-TASKS = {
-    "visual_forgetting": {"version": "1.1", "dimension": "visual_forgetting", "primary": True, "higher_is_better": False},
-    "textual_retention": {"version": "1.1", "dimension": "textual_retention", "primary": True, "higher_is_better": True},
-    "retained_vqa": {"version": "1.1", "dimension": "retained_vqa", "primary": True, "higher_is_better": True},
-    "general_utility": {"version": "1.1", "dimension": "general_utility", "primary": True, "higher_is_better": True},
+SCORE = ["mc_loglik_acc", "cloze_acc", "rougeL"]
+MEASURES = ["mc_acc", "mc_loglik_acc", "cloze_acc", "rougeL"]
+TASKS = {  # name: (dimension, higher is better, order)
+    "visual_forgetting": ("visual_forgetting", False, 1),
+    "textual_retention": ("textual_retention", True, 2),
+    "retained_vqa": ("retained_vqa", True, 3),
+    "general_utility": ("general_utility", True, 4),
 }
 
 
-def _scores(value):
-    m = {"mean": value, "stderr": 0.0, "n": 10}
-    return {task: {"mc_acc": m, "mc_loglik_acc": m, "cloze_acc": m, "rougeL": m} for task in TASKS}
+def _scores(value, tasks=TASKS):
+    return {task: {m: Value(value, 0.0, 10) for m in MEASURES} for task in tasks}
 
 
 def fake_result(method="ga", seed=0, ratio=10, forget=0.5, keep=0.8, sha="a" * 64, config=None, version="1.1",
-                benchmark="mmu-synth", model="tiny-llava"):
-    unlearned = _scores(keep)
-    unlearned["visual_forgetting"] = _scores(forget)["visual_forgetting"]
-    dims = {"unlearned": {t: (forget if t == "visual_forgetting" else keep) for t in TASKS},
-            "vanilla": {t: 0.9 for t in TASKS}, "oracle": {t: (0.3 if t == "visual_forgetting" else 0.9) for t in TASKS}}
-    normalised = {"visual_forgetting": (0.9 - forget) / 0.6, **{t: keep / 0.9 for t in TASKS if t != "visual_forgetting"}}
-    from mmu_bench.results import overall
-
-    oracle = _scores(0.9)
-    oracle["visual_forgetting"] = _scores(0.3)["visual_forgetting"]
-    return {
-        "run_uid": uuid.uuid4().hex, "run_key": "k", "run_id": f"run-{method}-{seed}", "seed": seed,
-        "benchmark": {"name": benchmark, "forget_ratio": ratio, "fingerprint": "f"},
-        "model": {"name": model, "references": {"vanilla": {"path": "v", "recipe_hash": "vh"},
-                                                "oracle": {"path": "o", "recipe_hash": "oh"}}},
-        "method": {"name": method, "version": "1", "source_sha256": sha, "config": config or {"lr": 1e-4}},
-        "tasks": {k: {**v, "version": version} for k, v in TASKS.items()},
-        "scores": {"unlearned": unlearned, "vanilla": _scores(0.9), "oracle": oracle},
-        "dimensions": dims, "normalised": normalised, "overall": overall(normalised),
-    }
+                benchmark="mmu-synth", model="tiny-llava", tasks=TASKS):
+    """A results.json as a run writes it, through the results schema."""
+    infos = {name: TaskInfo(version, dim, True, hib, MEASURES, {m: hib for m in MEASURES}, SCORE, order,
+                            "retained VQA" if dim == "retained_vqa" else "")
+             for name, (dim, hib, order) in tasks.items()}
+    lower = {name for name, (_, hib, _) in tasks.items() if not hib}
+    scores = {"unlearned": _scores(keep, tasks), "vanilla": _scores(0.9, tasks), "oracle": _scores(0.9, tasks)}
+    for name in lower:
+        scores["unlearned"][name] = _scores(forget, [name])[name]
+        scores["oracle"][name] = _scores(0.3, [name])[name]
+    dims = {who: results.dimension_scores(per, infos) for who, per in scores.items()}
+    spec = results.normalisation(dims, infos, chance={infos[n].dimension: 0.25 / 3 for n in lower})
+    normalised = results.normalise(dims["unlearned"], spec)
+    return RunResult(
+        run_uid=uuid.uuid4().hex, run_key="k", run_id=f"run-{method}-{seed}", seed=seed,
+        benchmark={"name": benchmark, "forget_ratio": ratio, "fingerprint": "f"},
+        model={"name": model, "references": {"vanilla": {"path": "v", "recipe_hash": "vh"},
+                                             "oracle": {"path": "o", "recipe_hash": "oh"}}},
+        method={"name": method, "version": "1", "source_sha256": sha, "config": config or {"lr": 1e-4}},
+        tasks=infos, scores=scores, dimensions=dims, normalisation=spec, normalised=normalised,
+        overall=results.overall(normalised, results.dimension_order(infos)),
+    )
 
 
 def write(root, result):
-    folder = root / result["benchmark"]["name"] / result["model"]["name"] / result["method"]["name"] / result["run_id"]
+    folder = root / result.benchmark["name"] / result.model["name"] / result.method["name"] / result.run_id
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(result))
+    (folder / "results.json").write_text(result.to_json())
     return folder
 
 
@@ -119,7 +124,7 @@ def test_variants_name_only_the_settings_that_differ(tmp_path):
     for seed in (0, 1):
         write(runs, fake_result(method="mmunlearner", seed=seed, config={"lr": 1e-4, "mask": "saliency"}))
         ablation = fake_result(method="mmunlearner", seed=seed, config={"lr": 1e-4, "mask": "random"}, forget=0.7)
-        ablation["run_id"] += "-random"
+        ablation.run_id += "-random"
         write(runs, ablation)
     write(runs, fake_result(method="npo", config={"lr": 1e-4}))
     leaderboard.build([str(runs)], str(tmp_path / "lb"))
@@ -147,3 +152,34 @@ def test_cli_reports_and_rejects_missing_folders(tmp_path, capsys):
     assert "1 runs from" in capsys.readouterr().out
     assert main(["leaderboard", "--runs", str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_schema_1_results_join_the_board_and_newer_ones_are_reported(tmp_path):
+    runs = tmp_path / "runs"
+    old = runs / "old" / "results.json"
+    old.parent.mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "fixtures" / "results_v1.json", old)
+    newer = runs / "newer" / "results.json"
+    newer.parent.mkdir()
+    newer.write_text('{"schema_version": 99}')
+    _, _, collected = leaderboard.build([str(runs)], str(tmp_path / "lb"), with_plot=False)
+    assert len(collected.runs) == 1
+    assert any("schema_version 99" in bad and str(newer) in bad for bad in collected.unreadable)
+    rows = {r["method"]: r for r in read_csv(tmp_path / "lb" / "mmu-synth__tiny-llava.csv")}
+    # What the schema-1 leaderboard computed from the same file.
+    assert float(rows["npo"]["overall_mean"]) == pytest.approx(0.7670, abs=1e-4)
+    assert float(rows["oracle (reference)"]["overall_mean"]) == pytest.approx(0.6993, abs=1e-4)
+    assert float(rows["oracle (reference)"]["textual_retention/normalised_mean"]) == pytest.approx(0.3676, abs=1e-4)
+
+
+def test_any_number_of_dimensions_in_their_order(tmp_path):
+    five = {**TASKS, "privacy": ("privacy", False, 0)}  # a fifth dimension, shown first, lower is better
+    runs = tmp_path / "runs"
+    write(runs, fake_result(tasks=five))
+    leaderboard.build([str(runs)], str(tmp_path / "lb"))
+    header = (tmp_path / "lb" / "mmu-synth__tiny-llava.csv").read_text().splitlines()[0].split(",")
+    dims = [c[: -len("/score_mean")] for c in header if c.endswith("/score_mean")]
+    assert dims == ["privacy", "visual_forgetting", "textual_retention", "retained_vqa", "general_utility"]
+    md = (tmp_path / "lb" / "mmu-synth__tiny-llava.md").read_text()
+    assert "| overall | privacy ↓ | visual forgetting ↓ | textual retention ↑ | retained VQA ↑ | general utility ↑ |" in md
+    assert (tmp_path / "lb" / "mmu-synth__tiny-llava.png").stat().st_size > 0

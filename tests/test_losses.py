@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-
 from mmu_bench.baselines.npo import npo_loss
+
 from mmu_bench.encoding import IGNORE
 from mmu_bench.losses import label_logprobs
 

@@ -12,7 +12,6 @@ import pytest
 from mmu_bench import registry
 from mmu_bench.cli import main
 from mmu_bench.registry import PluginError, resolve_method
-
 from small import SMALL
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "plugin"
@@ -109,10 +108,11 @@ def _plugin(tmp_path, body):
     ("""
      class M(UnlearningMethod):
          name = "m"
-         benchmark_defaults = {"mmu-synth": {"lrr": 1.0}}
+         benchmark_defaults = {"mmu-synth": {"lr": 1e-3}}
          def loss(self, ctx, batch):
              return 0
-     """, "benchmark_defaults\\['mmu-synth'\\] sets unknown config field\\(s\\) lrr"),
+     """, "defines `benchmark_defaults`, which is no longer part of the contract.*--method-arg.*method_args.*"
+          "README, \"Hyperparameters\""),
     ("""
      @dataclass
      class C(MethodConfig):

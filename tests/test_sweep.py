@@ -7,7 +7,6 @@ import textwrap
 import pytest
 
 from mmu_bench.cli import main
-
 from small import SMALL
 
 

@@ -57,8 +57,8 @@ from collections import Counter
 import numpy as np
 
 from . import source as shared
-from .source import cache_key, canonical, check_options, check_ratio, get, get_image, read_config, source_id, write_cached
 from .schema import LETTERS, SchemaError
+from .source import cache_key, canonical, check_options, check_ratio, get, get_image, read_config, source_id, write_cached
 
 BENCH = "CLEAR"
 NAME = "clear"

@@ -54,8 +54,18 @@ import datasets
 
 from .schema import LETTERS, SchemaError
 from .source import __file__ as source_module
-from .source import (cache_key, canonical, check_options, check_ratio, field_name, get, get_image, read_config,
-                     source_id, write_cached)
+from .source import (
+    cache_key,
+    canonical,
+    check_options,
+    check_ratio,
+    field_name,
+    get,
+    get_image,
+    read_config,
+    source_id,
+    write_cached,
+)
 
 BENCH = "MLLMU-Bench"
 NAME = "mllmu"
@@ -183,7 +193,7 @@ def _eval_rows(data: dict, names: dict, split_of: dict):
         for i, row in enumerate(data[role]):
             where = _where(names[role], i)
             image = get_image(row, where, "image")
-            yield from _questions(row, where, _id(row, where), role, "train", "profile", lambda k: image)
+            yield from _questions(row, where, _id(row, where), role, "train", "profile", lambda k, image=image: image)
     for i, row in enumerate(data["test"]):
         where = _where(names["test"], i)
         eid = _id(row, where)
@@ -193,11 +203,12 @@ def _eval_rows(data: dict, names: dict, split_of: dict):
         if not images:
             raise SchemaError(f"{where}: field 'images' is empty")
         yield from _questions(row, where, eid, split_of[eid], "heldout", "test",
-                              lambda k: images[k % len(images)], image_only=True)
+                              lambda k, images=images: images[k % len(images)], image_only=True)
     for i, row in enumerate(data["general"]):
         where = _where(names["general"], i)
         image = get_image(row, where, "image")
-        yield from _questions(row, where, _id(row, where), "general", "", "celebrity", lambda k: image)
+        yield from _questions(row, where, _id(row, where), "general", "", "celebrity",
+                              lambda k, image=image: image)
 
 
 def _questions(row, where, eid, split, view, tag, image_of, image_only=False):

@@ -52,8 +52,3 @@ def validate_row(row: dict, where: str) -> None:
             raise SchemaError(
                 f"{where}: field 'answer' is {row['answer']!r}; expected a letter in {LETTERS[: len(options)]}"
             )
-
-
-def option_index(row: dict) -> int:
-    """Position of the correct option of a multiple-choice row."""
-    return LETTERS.index(row["answer"])

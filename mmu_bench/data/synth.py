@@ -25,12 +25,16 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
 
 from .render import COLOURS, SHAPES, TEXTURES, Identity, render
 from .schema import FEATURES, LETTERS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import Benchmark
 
 GENERATOR_VERSION = "1"
 
@@ -246,7 +250,7 @@ def generate(config: SynthConfig = SynthConfig()) -> datasets.DatasetDict:
     rng = np.random.default_rng([config.seed, 20250217])
     n = config.num_entities
     first_names, last_names = NAME_POOLS[config.name_pool]
-    pairs = [(f, l) for f in first_names for l in last_names]
+    pairs = [(first, last) for first in first_names for last in last_names]
     names = [_titled(" ".join(pairs[i])) for i in rng.choice(len(pairs), size=n, replace=False)]
     identities = _pick_identities(n, rng)
     profiles = []
@@ -330,7 +334,7 @@ def _general_images(builder: _Builder, count: int, exclude: set, rng, size: int,
 FORGET_RATIOS = (5, 10, 15)
 
 
-def load(forget_ratio: float = 10, num_entities: int = 100, data_seed: int = 0, **options) -> "Benchmark":
+def load(forget_ratio: float = 10, num_entities: int = 100, data_seed: int = 0, **options) -> Benchmark:
     """MMU-Synth as a canonical Benchmark, generated on first use and cached on disk."""
     from ..storage import home, staging_dir
     from .base import Benchmark, add_split_column

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..encoding import collate
-from ..evaluation import to_device
+from ..encoding import collate, to_device
 from ..losses import nll
 from ..method import MethodConfig
 from ..train import lr_lambda

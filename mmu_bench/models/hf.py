@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..storage import json_digest
+from .provider import CachedProvider, LoadedModel
 
 RECIPE_VERSION = "1"  # bump whenever training code changes what a recipe produces
 DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
@@ -175,7 +176,7 @@ class TrainingPairs:
 # --------------------------------------------------------------------------------------------
 
 
-class HFProvider:
+class HFProvider(CachedProvider):
     """``hf:<name-or-path>``: any image-text-to-text model of transformers. Subclasses fix the
     path of the named models (``llava-1.5-7b``, ...); ``path=`` still overrides it (a local copy)."""
 
@@ -198,30 +199,30 @@ class HFProvider:
         self._processor = None
 
     # -- identities --------------------------------------------------------------------------
-    def _key(self, role: str, benchmark) -> dict:
+    def key(self, role: str, benchmark) -> dict:
         from ..tasks import default_prompts
 
+        self.check_role(role)
         key = {"recipe_version": RECIPE_VERSION, "recipe": self.options.recipe(), "role": role,
                "prompts": default_prompts(), "benchmark": benchmark.name, "data": benchmark.fingerprint}
         if role == "oracle":
             key["forget_entities"] = list(benchmark.forget_entities)
         return key
 
-    def _check_role(self, role: str) -> None:
-        if role not in self.roles:
-            from ..errors import UnknownNameError
-
-            raise UnknownNameError("reference model", role, self.roles)
+    def _given(self, role: str) -> str | None:
+        """The checkpoint given for ``role`` (``vanilla=PATH``), if any."""
+        self.check_role(role)
+        return getattr(self.options, role)
 
     def path(self, role: str, benchmark) -> Path:
         """Where the fine-tuned ``role`` model lives (or the checkpoint given for it)."""
-        from ..storage import home
+        given = self._given(role)
+        return Path(given) if given else self.cache_path(role, benchmark)
 
-        self._check_role(role)
-        given = getattr(self.options, role)
-        if given:
-            return Path(given)
-        return home() / "models" / self.name / f"{role}-{json_digest(self._key(role, benchmark))}"
+    def recipe_hash(self, role: str, benchmark) -> str:
+        if self._given(role):
+            return json_digest(str(self.path(role, benchmark).resolve()))
+        return super().recipe_hash(role, benchmark)
 
     # -- loading -----------------------------------------------------------------------------
     def _from_pretrained(self, cls, source: str, **extra):
@@ -282,24 +283,17 @@ class HFProvider:
             torch.manual_seed(o.seed)
             return get_peft_model(model, config)
 
-    def load(self, role: str, benchmark=None):
-        from .tiny import LoadedModel
-
-        path = self.path(role, benchmark)
-        given = bool(getattr(self.options, role))
-        if not given and not (path / "recipe.json").exists():
-            self._train(role, benchmark)
+    def load(self, role: str, benchmark=None) -> LoadedModel:
+        path = self.path(role, benchmark) if self._given(role) else self.ensure(role, benchmark)
         model = self.trainable(self._weights(str(path)))
         model.eval()
         processor = self._load_processor(str(path)) if _has_processor(str(path)) else self.processor()
-        recipe_hash = json_digest(str(path.resolve())) if given else path.name.rsplit("-", 1)[-1]
-        return LoadedModel(model, processor, role, str(path), recipe_hash)
+        return LoadedModel(model, processor, role, str(path), self.recipe_hash(role, benchmark))
 
-    def load_checkpoint(self, path: str, benchmark):
+    def load_checkpoint(self, path: str, benchmark) -> LoadedModel:
         """A model unlearned elsewhere: a full model, or a LoRA adapter over the vanilla model
         (unlearning starts from the vanilla model)."""
         from ..errors import MMUBenchError
-        from .tiny import LoadedModel
 
         try:
             if _has_adapter(path):
@@ -316,10 +310,9 @@ class HFProvider:
         return LoadedModel(model, processor, "checkpoint", str(path), "")
 
     # -- fine-tuning the reference models ----------------------------------------------------
-    def _train(self, role: str, benchmark) -> None:
+    def train(self, role: str, benchmark) -> None:
         import torch
 
-        from ..storage import atomic_write_json, staging_dir
         from ..tasks import default_prompts
         from .finetune import finetune
 
@@ -336,18 +329,12 @@ class HFProvider:
             seed=o.seed, warmup_steps=o.warmup_steps, schedule=o.schedule, desc=f"fine-tuning {role} ({self.name})",
             progress=self.progress,
         )
-        path = self.path(role, benchmark)
-        try:
-            with staging_dir(path) as tmp:
-                model.save_pretrained(str(tmp))  # with LoRA: the adapter alone
-                atomic_write_json(tmp / "recipe.json", {
-                    "key": self._key(role, benchmark), "options": asdict(o), "train_rows": len(rows),
-                    "train_pairs": len(pairs), "steps": steps,
-                    "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
-                    "seconds": round(time.time() - started, 1),
-                })
-        except FileExistsError:
-            pass  # trained meanwhile by another process: same recipe, same model
+        # With LoRA, save_pretrained writes the adapter alone; the base processor is not saved.
+        self.save(role, benchmark, model, None, {
+            "key": self.key(role, benchmark), "options": asdict(o), "train_rows": len(rows),
+            "train_pairs": len(pairs), "steps": steps, "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+            "seconds": round(time.time() - started, 1),
+        })
 
 
 class Llava15_7B(HFProvider):

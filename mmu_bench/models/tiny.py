@@ -20,6 +20,7 @@ from transformers import (
 )
 
 from ..storage import json_digest
+from .provider import CachedProvider, LoadedModel
 
 SPECIAL = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>", "image": "<image>"}
 # LLaVA-1.5's conversation format, written as a Jinja chat template over structured content.
@@ -204,18 +205,10 @@ def training_features(rows, processor, prompts: dict, mc_weight: int) -> list[li
     return per_row
 
 
-@dataclass
-class LoadedModel:
-    model: object
-    processor: object
-    role: str
-    path: str
-    recipe_hash: str
-
-
-class TinyLlavaProvider:
+class TinyLlavaProvider(CachedProvider):
     """``tiny-llava``: the embedded default model. ``load(role, benchmark)`` returns the cached
-    vanilla or oracle model for that benchmark, training it (and the shared base) if missing."""
+    vanilla or oracle model for that benchmark, training it (and the shared base, role
+    ``base``) if missing."""
 
     name = "tiny-llava"
     roles = ("vanilla", "oracle")
@@ -248,23 +241,15 @@ class TinyLlavaProvider:
                                            "text_weight")},
         }
 
-    def _key(self, role: str, benchmark) -> dict:
-        if role not in self.roles:
-            from ..errors import UnknownNameError
-
-            raise UnknownNameError("reference model", role, self.roles)
+    def key(self, role: str, benchmark) -> dict:
+        if role == "base":  # the stage every benchmark's models start from
+            return self._base_key()
+        self.check_role(role)
         key = {"base": json_digest(self._base_key()), "role": role, "benchmark": benchmark.name,
                "data": benchmark.fingerprint, "finetune_steps": self.recipe.finetune_steps}
         if role == "oracle":
             key["forget_entities"] = list(benchmark.forget_entities)
         return key
-
-    def path(self, role: str, benchmark) -> Path:
-        from ..storage import home
-
-        if role == "base":
-            return home() / "models" / self.name / f"base-{json_digest(self._base_key())}"
-        return home() / "models" / self.name / f"{role}-{json_digest(self._key(role, benchmark))}"
 
     # -- loading and training ----------------------------------------------------------------
     def _encode(self, rows, processor, prompts, source: str) -> list[dict]:
@@ -280,14 +265,11 @@ class TinyLlavaProvider:
                 for feature in self._features[(source, row["item_id"])]]
 
     def load(self, role: str, benchmark=None) -> LoadedModel:
-        path = self.path(role, benchmark)
-        if not (path / "recipe.json").exists():
-            self._train(role, benchmark)
+        path = self.ensure(role, benchmark)
         processor = LlavaProcessor.from_pretrained(str(path))
         model = LlavaForConditionalGeneration.from_pretrained(str(path))
         model.eval()
-        recipe_hash = path.name.rsplit("-", 1)[-1]
-        return LoadedModel(model, processor, role, str(path), recipe_hash)
+        return LoadedModel(model, processor, role, str(path), self.recipe_hash(role, benchmark))
 
     def load_checkpoint(self, path: str, benchmark) -> LoadedModel:
         """A tiny-llava unlearned elsewhere: its weights from ``path``, its processor from there
@@ -311,11 +293,10 @@ class TinyLlavaProvider:
         model.eval()
         return LoadedModel(model, processor, "checkpoint", str(folder), "")
 
-    def _train(self, role: str, benchmark) -> None:
+    def train(self, role: str, benchmark) -> None:
         import torch
 
         from ..data.synth import SynthConfig, generate
-        from ..storage import atomic_write_json, staging_dir
 
         r = self.recipe
         prompts = self._prompts()
@@ -326,7 +307,7 @@ class TinyLlavaProvider:
             people = generate(SynthConfig(num_entities=r.base_people, seed=10_000 + r.seed, name_pool="pretrain"))
             rows = [*people["train"], *people["general_train"]]
             source = "base"
-            steps, desc, key = r.base_steps, "training tiny-llava base", self._base_key()
+            steps, desc = r.base_steps, "training tiny-llava base"
         else:
             base = self.load("base")
             processor, model = base.processor, base.model
@@ -334,7 +315,7 @@ class TinyLlavaProvider:
                 raise ValueError(f"tiny-llava is trained for mmu-synth only, not {benchmark.name!r}")
             rows = benchmark.vanilla_train() if role == "vanilla" else benchmark.oracle_train()
             source = benchmark.fingerprint
-            steps, desc, key = r.finetune_steps, f"training tiny-llava {role}", self._key(role, benchmark)
+            steps, desc = r.finetune_steps, f"training tiny-llava {role}"
         torch.manual_seed(r.seed)
         features = self._encode(rows, processor, prompts, source)
         from .finetune import finetune
@@ -343,15 +324,8 @@ class TinyLlavaProvider:
             model, features, processor.tokenizer.pad_token_id, steps=steps, lr=r.lr, batch_size=r.batch_size,
             seed=r.seed, warmup_steps=r.warmup_steps, schedule="cosine", desc=desc, progress=self.progress,
         )
-        path = self.path(role, benchmark)
-        try:
-            with staging_dir(path) as tmp:
-                model.save_pretrained(str(tmp))
-                processor.save_pretrained(str(tmp))
-                atomic_write_json(tmp / "recipe.json", {
-                    "key": key, "recipe": r.as_dict(), "train_rows": len(rows), "train_pairs": len(features),
-                    "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
-                    "seconds": round(time.time() - started, 1),
-                })
-        except FileExistsError:
-            pass  # trained meanwhile by another process: same recipe, same model
+        self.save(role, benchmark, model, processor, {
+            "key": self.key(role, benchmark), "recipe": r.as_dict(), "train_rows": len(rows),
+            "train_pairs": len(features), "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+            "seconds": round(time.time() - started, 1),
+        })

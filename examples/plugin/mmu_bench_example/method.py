@@ -20,7 +20,6 @@ class AnchoredGA(UnlearningMethod):
     version = "0.1.0"
     Config = AnchoredGAConfig
     uses_retain = True
-    benchmark_defaults = {"mmu-synth": {"lr": 1e-4, "steps": 25, "batch_size": 32}}
 
     def loss(self, ctx, batch):
         forget = nll(ctx.model, batch.forget)

@@ -1,0 +1,71 @@
+"""Default hyperparameters of methods per benchmark: data, not code.
+
+``hparams/<benchmark>.yaml`` (installed as ``mmu_bench._hparams``) maps a method's name to the
+values of its ``Config`` it starts from on that benchmark; the key ``"*"`` holds values every
+method starts from (``MethodConfig`` fields, e.g. the settings published for 7B models). A
+method's defaults on a benchmark are ``"*"`` <- its own entry; a benchmark without a file has
+none. ``config.method_config`` layers them: Config defaults <- these <- user arguments.
+
+They are data so that re-tuning a method never changes its source (whose SHA-256 identifies
+it on leaderboards), and so that a method never names a benchmark.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .errors import MMUBenchError
+
+EVERY_METHOD = "*"  # the key of the values every method starts from
+
+
+def hparams_dir() -> Path:
+    return Path(str(resources.files("mmu_bench._hparams")))
+
+
+def hparams_file(benchmark: str, directory: Path | None = None) -> Path | None:
+    """The file of ``benchmark``'s defaults, or None if it has none."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", benchmark):
+        return None
+    path = (directory or hparams_dir()) / f"{benchmark}.yaml"
+    return path if path.is_file() else None
+
+
+def load(path: Path) -> dict[str, dict]:
+    """One benchmark's file: ``{method name or "*": {config field: value}}``."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MMUBenchError(f"hyperparameter file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MMUBenchError(f"hyperparameter file {path} must map method names (or {EVERY_METHOD!r}) to their values")
+    for method, values in data.items():
+        if not isinstance(method, str) or not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+            raise MMUBenchError(f"hyperparameter file {path}: entry {method!r} must map config field names to "
+                                f"values, got {values!r}")
+    return data
+
+
+def defaults(benchmark: str, method: str, fields: set[str] | None = None,
+             directory: Path | None = None) -> tuple[dict, Path | None]:
+    """``method``'s defaults on ``benchmark`` (``"*"`` <- the method's entry) and the file they
+    come from. With ``fields`` (the method's Config fields), a key that is not one of them is an
+    error naming the file, the method and the key."""
+    path = hparams_file(benchmark, directory)
+    if path is None:
+        return {}, None
+    data = load(path)
+    shared, own = data.get(EVERY_METHOD, {}), data.get(method, {})
+    if fields is not None:
+        for entry, values in ((EVERY_METHOD, shared), (method, own)):
+            unknown = sorted(set(values) - set(fields))
+            if unknown:
+                which = "every method" if entry == EVERY_METHOD else f"method {method!r}"
+                raise MMUBenchError(
+                    f"hyperparameter file {path}: entry {entry!r} ({which}) sets {', '.join(unknown)}, which the "
+                    f"Config of method {method!r} does not have; its fields: {', '.join(sorted(fields))}")
+    return {**shared, **own}, path

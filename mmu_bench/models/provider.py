@@ -1,0 +1,97 @@
+"""What a model provider is: the interface the harness uses, and the caching code providers share.
+
+A provider names the reference models it has (``roles``: vanilla, oracle, ...), says where each
+lives and what identifies it *without loading it* (``path``, ``recipe_hash``: cache keys of
+reference records are computed from them), and loads one on request, training and caching it
+first when it is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ..errors import UnknownNameError
+from ..storage import atomic_write_json, home, json_digest, staging_dir
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model with its processor, and where it came from."""
+
+    model: Any
+    processor: Any
+    role: str  # "vanilla", "oracle", ... or "checkpoint"
+    path: str
+    recipe_hash: str  # identifies the weights ("" for a checkpoint)
+
+
+@runtime_checkable
+class ModelProvider(Protocol):
+    name: str
+    roles: tuple[str, ...]
+
+    def path(self, role: str, benchmark) -> Path:
+        """Where ``role``'s weights live for ``benchmark``; never loads or trains anything."""
+
+    def recipe_hash(self, role: str, benchmark) -> str:
+        """A short identity of ``role``'s weights, computed without loading or training."""
+
+    def load(self, role: str, benchmark=None) -> LoadedModel:
+        """``role``'s model for ``benchmark``, trained and cached first when missing."""
+
+    def load_checkpoint(self, path: str, benchmark) -> LoadedModel:
+        """A model unlearned elsewhere (``mmu-bench eval --checkpoint``)."""
+
+
+class CachedProvider:
+    """Reference models trained by the harness and cached under
+    ``home()/models/<name>/<role>-<digest of key(role, benchmark)>``, with a ``recipe.json``
+    written last: a folder without one was never finished."""
+
+    name: str = ""
+    roles: tuple[str, ...] = ("vanilla", "oracle")
+
+    def key(self, role: str, benchmark) -> dict:
+        """What decides ``role``'s weights (recipe, data, prompts): its digest names the folder."""
+        raise NotImplementedError
+
+    def check_role(self, role: str) -> None:
+        if role not in self.roles:
+            raise UnknownNameError("reference model", role, self.roles)
+
+    def cache_path(self, role: str, benchmark) -> Path:
+        return home() / "models" / self.name / f"{role}-{json_digest(self.key(role, benchmark))}"
+
+    def path(self, role: str, benchmark) -> Path:
+        return self.cache_path(role, benchmark)
+
+    def recipe_hash(self, role: str, benchmark) -> str:
+        return self.path(role, benchmark).name.rsplit("-", 1)[-1]
+
+    @staticmethod
+    def trained(path: Path) -> bool:
+        return (Path(path) / "recipe.json").exists()
+
+    def ensure(self, role: str, benchmark) -> Path:
+        """``role``'s folder, training the model first if it is not cached."""
+        path = self.path(role, benchmark)
+        if not self.trained(path):
+            self.train(role, benchmark)
+        return path
+
+    def train(self, role: str, benchmark) -> None:
+        raise NotImplementedError
+
+    def save(self, role: str, benchmark, model, processor, record: dict) -> None:
+        """Write a trained model (and its processor, when given) into its cache folder at once:
+        staged, then renamed, ``recipe.json`` last."""
+        try:
+            with staging_dir(self.cache_path(role, benchmark)) as tmp:
+                model.save_pretrained(str(tmp))
+                if processor is not None:
+                    processor.save_pretrained(str(tmp))
+                atomic_write_json(tmp / "recipe.json", record)
+        except FileExistsError:
+            pass  # trained meanwhile by another process: same recipe, same model

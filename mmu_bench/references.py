@@ -1,0 +1,54 @@
+"""The reference models' records (vanilla, oracle, ...): evaluated once, cached per item.
+
+A reference model's records hold its raw signals on every item of every task (outputs,
+log-probabilities; see ``mmu_bench.measure``), so any measure, old or new, is computed from the
+cache in every run: no reference model is loaded again unless its records are missing. The
+cache key is computed from the provider's declared path of the model, never by loading it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .evaluation import EvalSettings, evaluate
+from .storage import atomic_write_json, home, json_digest
+from .tasks import Task
+
+# Bump when what a record holds changes: cached records of an older form are then remade.
+RECORDS_VERSION = 2
+
+
+@dataclass
+class Reference:
+    role: str
+    model_path: str
+    recipe_hash: str
+    records: list[dict]
+
+
+def cache_path(provider, role: str, benchmark, tasks: list[Task], settings: EvalSettings) -> Path:
+    key = {"records_version": RECORDS_VERSION, "model": str(provider.path(role, benchmark)),
+           "tasks": {t.name: t.version for t in tasks}, "limit": settings.limit, "benchmark": benchmark.key()}
+    return home() / "references" / provider.name / f"{role}-{json_digest(key)}.json"
+
+
+def reference_records(provider, benchmark, tasks: list[Task], settings: EvalSettings, device) -> dict[str, Reference]:
+    """Every reference role of ``provider``: its records on ``tasks``, from the cache, or by
+    loading (training, if need be) and evaluating the model once."""
+    out = {}
+    for role in provider.roles:
+        path = cache_path(provider, role, benchmark, tasks, settings)
+        if path.exists():
+            entry = json.loads(path.read_text())
+        else:
+            loaded = provider.load(role, benchmark)
+            loaded.model.to(device)
+            records = evaluate(loaded.model, loaded.processor, benchmark.eval, tasks, settings)
+            entry = {"role": role, "model_path": loaded.path, "recipe_hash": loaded.recipe_hash, "records": records,
+                     "records_version": RECORDS_VERSION}
+            atomic_write_json(path, entry)
+            del loaded
+        out[role] = Reference(role, entry["model_path"], entry["recipe_hash"], entry["records"])
+    return out
