@@ -12,6 +12,7 @@ import yaml
 from . import hparams
 from .errors import MMUBenchError
 from .method import MethodConfig, UnlearningMethod
+from .storage import read_yaml_mapping
 
 
 @dataclass
@@ -51,14 +52,9 @@ class RunConfig:
 
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise MMUBenchError(f"config file {path} does not exist") from exc
-    except yaml.YAMLError as exc:
-        raise MMUBenchError(f"config file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise MMUBenchError(f"config file {path} must hold a mapping of options")
+    if not path.is_file():
+        raise MMUBenchError(f"config file {path} does not exist")
+    data = read_yaml_mapping(path, "config file")
     known = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -16,9 +16,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from .errors import MMUBenchError
+from .storage import read_yaml_mapping
 
 EVERY_METHOD = "*"  # the key of the values every method starts from
 
@@ -37,12 +36,7 @@ def hparams_file(benchmark: str, directory: Path | None = None) -> Path | None:
 
 def load(path: Path) -> dict[str, dict]:
     """One benchmark's file: ``{method name or "*": {config field: value}}``."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise MMUBenchError(f"hyperparameter file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise MMUBenchError(f"hyperparameter file {path} must map method names (or {EVERY_METHOD!r}) to their values")
+    data = read_yaml_mapping(path, "hyperparameter file")
     for method, values in data.items():
         if not isinstance(method, str) or not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
             raise MMUBenchError(f"hyperparameter file {path}: entry {method!r} must map config field names to "

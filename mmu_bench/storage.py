@@ -61,3 +61,18 @@ def staging_dir(final: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """A YAML file that must hold a mapping (empty: {}); errors name ``what`` and the file."""
+    import yaml
+
+    from .errors import MMUBenchError
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MMUBenchError(f"{what} {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MMUBenchError(f"{what} {path} must hold a mapping, got {type(data).__name__}")
+    return data

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from .data.schema import FORMATS
 from .errors import MMUBenchError, UnknownNameError
+from .storage import read_yaml_mapping
 
 
 @dataclass(frozen=True)
@@ -66,12 +65,7 @@ def tasks_dir() -> Path:
 def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if path in seen:
         raise MMUBenchError(f"{path}: include cycle through {' -> '.join(str(p) for p in seen)}")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise MMUBenchError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(spec, dict):
-        raise MMUBenchError(f"{path}: a task file must hold a mapping, got {type(spec).__name__}")
+    spec = read_yaml_mapping(path, "task file")
     if "include" in spec:
         base = _read(path.parent / spec.pop("include"), (*seen, path))
         spec = {**base, **spec}

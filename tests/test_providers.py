@@ -46,9 +46,10 @@ def test_tiny_paths_and_hashes_without_training(home, bench):
 def test_hf_paths_and_hashes_without_loading(home, bench, tmp_path):
     provider = registry.model_provider("hf:/no/such/model")(progress=False, dtype="float32")
     assert isinstance(provider, ModelProvider)
-    path = provider.path("oracle", bench)
-    assert path.parent == home / "models" / "hf__no_such_model"
-    assert provider.recipe_hash("oracle", bench) == path.name.rsplit("-", 1)[-1]
+    for role in ("vanilla", "oracle"):
+        path = provider.path(role, bench)
+        assert path == home / "models" / "hf__no_such_model" / f"{role}-{json_digest(provider.key(role, bench))}"
+        assert provider.recipe_hash(role, bench) == path.name.rsplit("-", 1)[-1]
     given = registry.model_provider("hf:/no/such/model")(progress=False, vanilla=str(tmp_path))
     assert given.path("vanilla", bench) == tmp_path
     assert given.recipe_hash("vanilla", bench) == json_digest(str(tmp_path.resolve()))

@@ -78,3 +78,13 @@ def test_each_dimension_needs_exactly_one_primary_task(tmp_path):
     with pytest.raises(MMUBenchError, match="dimension 'd' needs exactly one primary task, found t, u"):
         load_tasks(directory=tmp_path)
     assert len(load_tasks(["t"], directory=tmp_path)) == 1  # a chosen subset is not checked
+
+
+def test_a_task_file_that_is_not_a_mapping_is_named(tmp_path):
+    write(tmp_path, "t", TASK)
+    (tmp_path / "t.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(MMUBenchError, match=f"task file {tmp_path / 't.yaml'} must hold a mapping, got list"):
+        load_tasks(directory=tmp_path)
+    (tmp_path / "t.yaml").write_text("task: [unclosed\n")
+    with pytest.raises(MMUBenchError, match="task file .*t.yaml is not valid YAML"):
+        load_tasks(directory=tmp_path)

@@ -29,6 +29,9 @@ class LoadedModel:
 
 @runtime_checkable
 class ModelProvider(Protocol):
+    """What the harness needs of a model (``--model``): its reference models by role, and
+    checkpoints unlearned elsewhere."""
+
     name: str
     roles: tuple[str, ...]
 
