@@ -197,11 +197,15 @@ def cmd_list(args) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        methods = registry.list_methods()
-    print("methods:")
-    for m in methods:
-        status = f"  [broken: {m['error']}]" if m["error"] else ""
-        print(f"  {m['name']:14s} {m['origin']}{status}")
+        plugins = {kind.noun: registry.list_plugins(kind) for kind in (registry.METHODS, registry.MEASURES)}
+
+    def show(noun: str) -> None:
+        print(f"{noun}s:")
+        for m in plugins[noun]:
+            status = f"  [broken: {m['error']}]" if m["error"] else ""
+            print(f"  {m['name']:14s} {m['origin']}{status}")
+
+    show("method")
     print("benchmarks:")
     for name in registry.BENCHMARKS:
         print(f"  {name}")
@@ -209,14 +213,7 @@ def cmd_list(args) -> int:
     for name in registry.MODELS:
         print(f"  {name}")
     print(f"  {registry.HF_PREFIX}<name-or-path>  (any image-text-to-text model of transformers)")
-    with warnings.catch_warnings(record=True) as more:
-        warnings.simplefilter("always")
-        measures = registry.list_plugins(registry.MEASURES)
-    caught += more
-    print("measures:")
-    for m in measures:
-        status = f"  [broken: {m['error']}]" if m["error"] else ""
-        print(f"  {m['name']:14s} {m['origin']}{status}")
+    show("measure")
     print("tasks:")
     for task in tasks.load_tasks():
         better = "higher" if task.higher_is_better else "lower"

@@ -97,17 +97,17 @@ def score(records: dict[str, list[dict]], tasks: list[Task], measures: Measures,
                 continue
             out[model][task.name] = {}
             for name in task.measures:
-                value = _score_one(measures[name], Records(task.name, model, [], by_model=grouped), rows)
+                measure = measures[name]
+                items = [r for r in rows if r["format"] in measure.formats]
+                if not items:
+                    continue
+                value = _score_one(measure, Records(task.name, model, items, measure.formats, grouped))
                 if value is not None:
                     out[model][task.name][name] = value
     return out
 
 
-def _score_one(measure: Measure, view: Records, rows: list[dict]) -> Value | None:
-    view.formats = measure.formats
-    view.items = [r for r in rows if r["format"] in measure.formats]
-    if not view.items:
-        return None
+def _score_one(measure: Measure, view: Records) -> Value | None:
     try:
         if not isinstance(measure, ItemMeasure):
             return measure.compute(view)
