@@ -167,7 +167,8 @@ def cmd_prepare(args) -> int:
         return 0  # a secondary process of a multi-process run: the main one reports
     benchmark, refs, scores = session.benchmark, session.refs, session.ref_scores
     print(f"benchmark {benchmark.name} ({benchmark.fingerprint}), forget {benchmark.forget_ratio:g}%: "
-          f"{len(benchmark.forget_entities)} forget / {len(benchmark.retain_entities)} retained entities")
+          f"{len(benchmark.forget_entities)} forget / {len(benchmark.retain_entities)} retained / "
+          f"{len(benchmark.holdout_entities)} holdout entities")
     print("multiple choice: greedy letter (mc) / option log-likelihood (ll); score: task score")
     roles = list(refs)
     print(f"{'task':26s} " + "   ".join(f"{role + ' mc':>14s} {'ll':>6s} {'score':>6s}" for role in roles))

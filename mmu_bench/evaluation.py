@@ -20,8 +20,8 @@ from transformers import GenerationConfig
 
 from .data.schema import LETTERS
 from .distributed import per_process, sharded
-from .encoding import collate, encode_many, to_device, with_answer
-from .losses import label_logprobs, model_inputs
+from .encoding import IGNORE, collate, encode_many, to_device, with_answer
+from .losses import model_inputs
 from .prompts import user_text
 from .tasks import Task
 
@@ -87,23 +87,54 @@ def greedy_outputs(model, processor, jobs: list[tuple[str, object, int]], batch_
     return outputs
 
 
-def _answer_logprobs(model, batch: dict) -> tuple[list[float], list[list[float]]]:
-    """Per row of a right-padded batch with labels: the mean log-probability of the labelled
-    tokens, and each of their log-probabilities."""
+@dataclass
+class AnswerSignals:
+    """Per row of a batch: the mean log-probability of the labelled tokens and, per labelled
+    token, its log-probability and the mean and variance of log p over the vocabulary under
+    the model's own next-token distribution (Min-K%++'s normalisers)."""
+
+    mean: list[float]
+    tokens: list[list[float]]
+    expected: list[list[float]]
+    variance: list[list[float]]
+
+    def row(self, i: int) -> dict:
+        return {"answer_logprobs": self.tokens[i], "answer_expected_logprobs": self.expected[i],
+                "answer_logprob_variances": self.variance[i]}
+
+
+def _answer_signals(model, batch: dict) -> AnswerSignals:
+    """``AnswerSignals`` of a right-padded batch with labels. The vocabulary-wide quantities are
+    computed at the labelled positions only (a real model's vocabulary is large)."""
     logits = model(**model_inputs(batch)).logits
-    logp, mask = label_logprobs(logits, batch["labels"])
-    mean = (logp.sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
-    tokens = [row[keep].tolist() for row, keep in zip(logp, mask)]
-    return mean, tokens
+    targets = batch["labels"][:, 1:]
+    mask = targets != IGNORE
+    logp = torch.log_softmax(logits[:, :-1][mask].float(), dim=-1)  # [labelled tokens, vocab]
+    picked = logp.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
+    prob = logp.exp()
+    expected = (prob * logp).sum(-1)
+    variance = ((prob * logp.square()).sum(-1) - expected.square()).clamp(min=0)
+    counts = mask.sum(-1).tolist()
+    split = [part.tolist() for part in (picked, expected, variance)]
+    out = AnswerSignals([], [], [], [])
+    start = 0
+    for n in counts:
+        tokens = split[0][start : start + n]
+        out.mean.append(sum(tokens) / max(n, 1))
+        out.tokens.append(tokens)
+        out.expected.append(split[1][start : start + n])
+        out.variance.append(split[2][start : start + n])
+        start += n
+    return out
 
 
 @torch.no_grad()
 def option_logprobs(model, processor, rows: list[dict], prompts_of: list[dict], batch_size: int, bar=None):
     """Per row: the mean token log-probability of each option's text (then EOS) as the answer to
-    the bare question, and the correct option's per-token log-probabilities. All options of an
-    item travel in the same batch."""
+    the bare question, and the correct option's answer signals (``AnswerSignals.row``). All
+    options of an item travel in the same batch."""
     tok = processor.tokenizer
-    results: list[tuple[list[float], list[float]]] = []
+    results: list[tuple[list[float], dict]] = []
     per_batch = max(1, batch_size // len(LETTERS))
     for start in range(0, len(rows), per_batch):
         chunk = list(range(start, min(start + per_batch, len(rows))))
@@ -115,13 +146,13 @@ def option_logprobs(model, processor, rows: list[dict], prompts_of: list[dict], 
                 owners.append((i, LETTERS[k] == rows[i]["answer"]))
         feats = encode_many(processor, items)
         batch = to_device(collate(feats, tok.pad_token_id, "right"), model)
-        mean, tokens = _answer_logprobs(model, batch)
+        signals = _answer_signals(model, batch)
         scores: dict[int, list[float]] = defaultdict(list)
-        correct: dict[int, list[float]] = {}
-        for (owner, is_answer), value, per_token in zip(owners, mean, tokens):
+        correct: dict[int, dict] = {}
+        for k, ((owner, is_answer), value) in enumerate(zip(owners, signals.mean)):
             scores[owner].append(value)
             if is_answer:
-                correct[owner] = per_token
+                correct[owner] = signals.row(k)
         results.extend((scores[i], correct[i]) for i in chunk)
         if bar is not None:
             bar.update(len(chunk))
@@ -130,30 +161,31 @@ def option_logprobs(model, processor, rows: list[dict], prompts_of: list[dict], 
 
 @torch.no_grad()
 def answer_logprobs(model, processor, prompts: list[dict], answers: list[str], batch_size: int,
-                    bar=None) -> list[list[float]]:
-    """Per encoded prompt and its answer: the answer's per-token log-probabilities (then EOS)."""
+                    bar=None) -> list[dict]:
+    """Per encoded prompt and its answer: the answer's signals (then EOS; ``AnswerSignals.row``)."""
     tok = processor.tokenizer
-    out: list[list[float]] = []
+    out: list[dict] = []
     for start in range(0, len(prompts), batch_size):
         part = [with_answer(processor, dict(p), a) for p, a in zip(prompts[start : start + batch_size],
                                                                     answers[start : start + batch_size])]
         batch = to_device(collate(part, tok.pad_token_id, "right"), model)
-        out.extend(_answer_logprobs(model, batch)[1])
+        signals = _answer_signals(model, batch)
+        out.extend(signals.row(i) for i in range(len(part)))
         if bar is not None:
             bar.update(len(part))
     return out
 
 
 def free_signals(model, processor, jobs: list[tuple[str, object, int, str | None]], batch_size: int,
-                 bar=None) -> list[tuple[str, list[float] | None]]:
+                 bar=None) -> list[tuple[str, dict | None]]:
     """Per (user text, image, max_new_tokens, answer or None) job: the greedy output and, where
-    an answer is given, its per-token log-probabilities. The prompts are encoded once for both."""
+    an answer is given, its signals (``AnswerSignals.row``). The prompts are encoded once for both."""
     encoded = encode_many(processor, [(user, image, None) for user, image, _, _ in jobs])
     outputs = greedy_outputs(model, processor, [job[:3] for job in jobs], batch_size, bar, encoded)
     scored = [i for i, job in enumerate(jobs) if job[3] is not None]
     logprobs = answer_logprobs(model, processor, [encoded[i] for i in scored], [jobs[i][3] for i in scored],
                                batch_size, bar)
-    answers: list[list[float] | None] = [None] * len(jobs)
+    answers: list[dict | None] = [None] * len(jobs)
     for i, values in zip(scored, logprobs):
         answers[i] = values
     return list(zip(outputs, answers))
@@ -192,7 +224,7 @@ def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSetting
 
     options = {(name, row["item_id"]): s for (name, row), s in zip(mc_items, option_scores)}
     records = []
-    for (name, row), (user, *_), (output, answer_logprobs) in zip(items, jobs, signals):
+    for (name, row), (user, *_), (output, answer_signals) in zip(items, jobs, signals):
         record = {
             "task": name,
             "dimension": task_of[name].dimension,
@@ -209,8 +241,7 @@ def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSetting
         }
         if row["format"] == "multiple_choice":
             record["options"] = list(row["options"])
-            record["option_logprobs"], record["answer_logprobs"] = options[(name, row["item_id"])]
-        else:
-            record["answer_logprobs"] = answer_logprobs
+            record["option_logprobs"], answer_signals = options[(name, row["item_id"])]
+        record.update(answer_signals)
         records.append(record)
     return records

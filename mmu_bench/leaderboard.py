@@ -216,7 +216,26 @@ def _pm(row: dict, key: str) -> str:
     return f"{mean:.3f} ± {std:.3f}" if row["n_seeds"] > 1 else f"{mean:.3f}"
 
 
-def to_markdown(rows: list[dict], title: str, dims: list[Dimension]) -> str:
+# The measures of "does the information remain?" the Markdown leaderboard shows, on each primary
+# task that reports them (the CSV has every measure).
+INFORMATION = (("forget_quality", "forget quality"), ("mia_auc_min_k_pp", "Min-K%++ AUC"),
+               ("privleak_min_k_pp", "PrivLeak Min-K%++"))
+
+
+def information_columns(runs: list[RunResult], dims: list[Dimension]) -> list[tuple[str, str]]:
+    """(flat key, header) of the information measures on the primary task of each dimension."""
+    primary: dict[str, str] = {}
+    for result in runs:
+        for name, task in result.tasks.items():
+            if task.primary:
+                primary.setdefault(task.dimension, name)
+    found = {f"{t}/{m}" for r in runs for t, info in r.tasks.items() for m in info.measures}
+    return [(f"{primary[d.name]}/{m}", f"{d.label}: {label}") for d in dims if d.name in primary
+            for m, label in INFORMATION if f"{primary[d.name]}/{m}" in found]
+
+
+def to_markdown(rows: list[dict], title: str, dims: list[Dimension],
+                information: list[tuple[str, str]] | None = None) -> str:
     lower = [d.label for d in dims if not d.higher_is_better]
     direction = (f"({', '.join(lower)}: lower is better; the others: higher)" if lower else "(higher is better)")
     header = ["method", "forget %", "seeds", "overall"] + [f"{d.label} {'↑' if d.higher_is_better else '↓'}"
@@ -232,6 +251,19 @@ def to_markdown(rows: list[dict], title: str, dims: list[Dimension]) -> str:
         cells = [_cell(name).replace("|", "\\|"), f"{row['forget_ratio']:g}", str(row["n_seeds"] or "-"),
                  _pm(row, "overall")] + [_pm(row, f"{d.name}/score") for d in dims] + [row["source_sha256"] or "-"]
         lines.append("| " + " | ".join(cells) + " |")
+    if information:
+        header = ["method", "forget %"] + [label for _, label in information]
+        lines += ["", "## Does the information remain?", "",
+                  "Forget quality: KS-test p-value of truth ratios against the reference (visual forgetting: the gold "
+                  "reference, text: the vanilla model); high = indistinguishable from it (good). Min-K%++ AUC: telling "
+                  "the task's items from never-trained people (0.5 = like never seen). PrivLeak: (AUC - reference AUC) / "
+                  "reference AUC; near 0 is best, positive = still recognisable, negative = over-unlearned or lost. "
+                  "A reference model compared with itself has no value (-). See README, \"Forget quality and privacy\".",
+                  "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in rows:
+            name = f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
+            cells = [_cell(name).replace("|", "\\|"), f"{row['forget_ratio']:g}"] + [_pm(row, key) for key, _ in information]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -285,9 +317,10 @@ def build(roots: list[str], out_dir: str, with_plot: bool = True) -> tuple[list[
     for (bench, model), rows in sorted(boards.items()):
         stem = f"{safe_name(bench)}__{safe_name(model)}"
         title = f"{bench} / {model}"
-        dims = dimensions([r for r in collected.runs if (r.benchmark["name"], r.model["name"]) == (bench, model)])
+        runs = [r for r in collected.runs if (r.benchmark["name"], r.model["name"]) == (bench, model)]
+        dims = dimensions(runs)
         atomic_write_text(out / f"{stem}.csv", to_csv(rows, dims))
-        atomic_write_text(out / f"{stem}.md", to_markdown(rows, title, dims))
+        atomic_write_text(out / f"{stem}.md", to_markdown(rows, title, dims, information_columns(runs, dims)))
         written += [out / f"{stem}.csv", out / f"{stem}.md"]
         if with_plot:
             plot(rows, out / f"{stem}.png", title, dims)

@@ -17,7 +17,7 @@ from .storage import atomic_write_json, home, json_digest
 from .tasks import Task
 
 # Bump when what a record holds changes: cached records of an older form are then remade.
-RECORDS_VERSION = 2
+RECORDS_VERSION = 3
 
 
 @dataclass
@@ -35,10 +35,10 @@ def cache_path(provider, role: str, benchmark, tasks: list[Task], settings: Eval
 
 
 def reference_records(provider, benchmark, tasks: list[Task], settings: EvalSettings, device) -> dict[str, Reference]:
-    """Every reference role of ``provider``: its records on ``tasks``, from the cache, or by
-    loading (training, if need be) and evaluating the model once."""
+    """Every reference role of ``provider`` that ``benchmark`` supports: its records on
+    ``tasks``, from the cache, or by loading (training, if need be) and evaluating the model once."""
     out = {}
-    for role in provider.roles:
+    for role in (r for r in provider.roles if benchmark.supports(r)):
         path = cache_path(provider, role, benchmark, tasks, settings)
         if path.exists():
             entry = json.loads(path.read_text())

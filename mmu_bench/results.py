@@ -26,12 +26,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import MMUBenchError
-from .measure import Value
+from .measure import GOLD_ROLES, Value
 
 SCHEMA_VERSION = 2
 UNLEARNED = "unlearned"
-# Reference models that never learned the forget entities, best first: the floor of forgetting.
-GOLD_ROLES = ("oracle",)
+
 
 
 class ResultsError(MMUBenchError):
@@ -45,10 +44,12 @@ class TaskInfo:
     primary: bool
     higher_is_better: bool
     measures: list[str] = field(default_factory=list)  # what is reported, in order
-    directions: dict[str, bool] = field(default_factory=dict)  # measure -> higher is better on this task
+    # measure -> higher is better on this task (None: best in between, e.g. PrivLeak near 0)
+    directions: dict[str, bool | None] = field(default_factory=dict)
     score: list[str] = field(default_factory=list)  # measures whose mean is the task score
     order: int = 0
     label: str = ""
+    options: dict[str, dict] = field(default_factory=dict)  # measure -> its options on this task
 
     @property
     def dimension_label(self) -> str:
@@ -172,9 +173,14 @@ def dimension_order(tasks: dict[str, TaskInfo]) -> list[str]:
     return [t.dimension for t in sorted((t for t in tasks.values() if t.primary), key=lambda t: (t.order, t.dimension))]
 
 
+def present(per_measure: dict[str, Value], measure: str) -> bool:
+    """Whether ``measure`` has a value (not absent)."""
+    return measure in per_measure and per_measure[measure].absent is None
+
+
 def task_score(per_measure: dict[str, Value], score: list[str]) -> float:
     """Mean of the score measures present (a task scoring fewer formats averages fewer)."""
-    values = [per_measure[m].mean for m in score if m in per_measure]
+    values = [per_measure[m].mean for m in score if present(per_measure, m)]
     return sum(values) / len(values) if values else float("nan")
 
 
@@ -265,9 +271,9 @@ def _upgrade_v1(data: dict) -> dict:
     dims = {m: {d: _float(x) for d, x in per.items()} for m, per in data["dimensions"].items()}
     chance = {}
     for name, task in infos.items():
-        present = [m for m in _V1_SCORE if m in data["scores"][UNLEARNED].get(name, {})]
+        scored = [m for m in _V1_SCORE if m in data["scores"][UNLEARNED].get(name, {})]
         if task.primary:
-            chance[task.dimension] = sum(_V1_CHANCE[m] for m in present) / len(present) if present else float("nan")
+            chance[task.dimension] = sum(_V1_CHANCE[m] for m in scored) / len(scored) if scored else float("nan")
     data["tasks"] = tasks
     data["normalisation"] = {d: asdict(n) for d, n in normalisation(dims, infos, chance).items()}
     data["measures"] = {m: {"version": "1", "origin": "built in (schema 1)", "description": ""} for m in _V1_MEASURES}

@@ -136,6 +136,7 @@ def open_session(config: RunConfig, progress: bool, strict: bool = True) -> Sess
     if config.tasks:  # in the order given; unknown names fail with "did you mean"
         by_name = {t.name: t for t in all_tasks}
         tasks = [by_name[t.name] for t in load_tasks(config.tasks)]
+    tasks = scoring.needed(tasks, measures, all_tasks)  # with the tasks their measures read
     provider = make_provider(config, progress)
     scoring.check_needs(tasks, measures, provider.roles)
     benchmark, settings, refs, device = load_references(config, provider, all_tasks, progress)
@@ -329,9 +330,11 @@ def write_run(config: RunConfig, result: results.RunResult, records: list[dict])
         with open(tmp / "samples.jsonl", "w", encoding="utf-8") as fh:
             for record in records:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        rows = tables.table_rows(result)
-        (tmp / "table.csv").write_text(tables.to_csv(rows))
-        (tmp / "table.md").write_text(tables.to_markdown(rows, title=tables.title(result), footer=tables.footer(result)))
+        (tmp / "table.csv").write_text(tables.to_csv(tables.table_rows(result)))
+        (tmp / "table.md").write_text(tables.write_markdown(result))
+        information = tables.information_rows(result)
+        if information:
+            (tmp / "information.csv").write_text(tables.to_csv(information))
         (tmp / "results.json").write_text(result.to_json())
 
     return _write_new_folder(config, result.method["name"], fill)

@@ -9,9 +9,12 @@ import math
 from .results import UNLEARNED, RunResult, task_score
 
 
-def measure_columns(result: RunResult) -> list[str]:
-    """Every measure reported on some task, in the tasks' order."""
-    return list(dict.fromkeys(m for t in result.tasks.values() for m in t.measures))
+def measure_columns(result: RunResult, table: str = "main") -> list[str]:
+    """Every measure of ``table`` ("main" or "information") reported on some task, in the order
+    of the tasks (primary tasks first, in their display order)."""
+    tasks = sorted(result.tasks.values(), key=lambda t: (not t.primary, t.order))
+    return list(dict.fromkeys(m for t in tasks for m in t.measures
+                              if result.measures.get(m, {}).get("table", "main") == table))
 
 
 def table_rows(result: RunResult) -> list[dict]:
@@ -32,6 +35,60 @@ def table_rows(result: RunResult) -> list[dict]:
         row["normalised"] = result.normalised.get(task.dimension, float("nan")) if task.primary else float("nan")
         rows.append(row)
     return rows
+
+
+def information_rows(result: RunResult) -> list[dict]:
+    """The second table: per task with such measures, the unlearned model's values of the
+    measures of "does the information remain?" (truth ratio, forget quality, MIA, PrivLeak),
+    and the reference model each compares with."""
+    columns = measure_columns(result, "information")
+    rows = []
+    for name, task in result.tasks.items():
+        mine = [m for m in task.measures if m in columns]
+        if not mine:
+            continue
+        per_measure = result.scores[UNLEARNED].get(name, {})
+        row = {"task": name, "dimension": task.dimension}
+        for measure in columns:
+            value = per_measure.get(measure)
+            row[measure] = value.mean if value is not None and value.absent is None else float("nan")
+        row["against"] = " ".join(sorted({v.against for v in per_measure.values() if v.against})) or "-"
+        rows.append(row)
+    return rows
+
+
+def absences(result: RunResult) -> list[str]:
+    """Why measures of the unlearned model have no value, one line per task and reason."""
+    lines = []
+    for task, per_measure in result.scores[UNLEARNED].items():
+        reasons: dict[str, list[str]] = {}
+        for measure, value in per_measure.items():
+            if value.absent:
+                reasons.setdefault(value.absent, []).append(measure)
+        lines += [f"{task}: {', '.join(names)}: {reason}" for reason, names in reasons.items()]
+    return lines
+
+
+INFORMATION_FOOTER = (
+    "Does the information remain? truth_ratio_forget: 1 = true and false answers equally likely (forgotten); "
+    "truth_ratio_retain: higher = the true answer preferred; forget_quality: KS-test p-value against the reference "
+    "in `against` (high = indistinguishable from it: good); mia_auc_*: AUC of telling the task's items from "
+    "never-trained people (0.5 = like never seen); privleak_*: (AUC - reference AUC) / reference AUC, near 0 is best, "
+    "positive = still recognisable, negative = over-unlearned or knowledge lost. See README, \"Forget quality and privacy\"."
+)
+
+
+def write_markdown(result: RunResult) -> str:
+    """table.md: the accuracy table, then the information table (when there is one) and why
+    measures are absent."""
+    text = to_markdown(table_rows(result), title=title(result), footer=footer(result))
+    info = information_rows(result)
+    if info:
+        text += "\n" + to_markdown(info, title="Does the information remain?", footer=INFORMATION_FOOTER)
+    missing = absences(result)
+    if missing:
+        text += "\nAbsent values:\n\n" + "\n".join(f"- {line}" for line in missing) + "\n"
+    return text
 
 
 def title(result: RunResult) -> str:

@@ -1,8 +1,9 @@
 """Task definitions: versioned YAML files (data, not code), one per scored quantity.
 
 A task selects canonical rows (``data``), names the measures that score them (``measures``,
-each a registered measure; a mapping ``{measure: NAME, higher_is_better: BOOL}`` overrides a
-measure's direction on this task) and the ones whose mean is the task's score (``score``), and
+each a registered measure; a mapping ``{measure: NAME, higher_is_better: BOOL, OPTION: VALUE}``
+overrides a measure's direction on this task and sets its options; ``add_measures`` adds to the
+list of an included file) and the ones whose mean is the task's score (``score``), and
 says whether a higher score is better (``higher_is_better``): normalisation reads it. Each
 ``dimension`` of the overall score is the dimension of exactly one ``primary`` task; ``order``
 places it in tables and plots, ``label`` names it there.
@@ -37,6 +38,7 @@ class Task:
     measures: tuple[str, ...] = ()  # what is reported
     score: tuple[str, ...] = ()  # the task score: the mean of these measures' values
     directions: dict = field(default_factory=dict)  # measure -> higher_is_better, where the YAML sets it
+    options: dict = field(default_factory=dict)  # measure -> its options on this task, where the YAML sets them
     knowledge_check: bool = False  # the vanilla model must reach --min-vanilla-mc on knowledge_measure
     knowledge_measure: str = ""
     order: int = 0
@@ -50,9 +52,12 @@ class Task:
         """This task, also reporting ``extra`` measures (``--measure``)."""
         return replace(self, measures=(*self.measures, *(m for m in extra if m not in self.measures)))
 
-    def direction(self, measure) -> bool:
+    def direction(self, measure) -> bool | None:
         """Whether a higher value of ``measure`` (a Measure class or instance) is better on this
-        task: the YAML's word, else the measure's own, else the task's (a measure of knowledge)."""
+        task: the YAML's word, else the measure's own, else the task's (a measure of knowledge);
+        None for a measure whose best value lies in between (``best``)."""
+        if getattr(measure, "best", None) is not None and measure.name not in self.directions:
+            return None
         if measure.name in self.directions:
             return self.directions[measure.name]
         return self.higher_is_better if measure.higher_is_better is None else measure.higher_is_better
@@ -72,20 +77,26 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return spec
 
 
-def _measures(path: Path, spec: dict) -> tuple[tuple[str, ...], dict, tuple[str, ...]]:
-    """(measure names, direction overrides, score measures) of a task file."""
-    names, directions = [], {}
-    for entry in spec["measures"] or []:
+def _measures(path: Path, spec: dict) -> tuple[tuple[str, ...], dict, dict, tuple[str, ...]]:
+    """(measure names, direction overrides, options, score measures) of a task file."""
+    names, directions, options = [], {}, {}
+    entries = spec["measures"] or []
+    added = spec.get("add_measures") or []
+    if not isinstance(entries, list) or not isinstance(added, list):
+        raise MMUBenchError(f"{path}: fields 'measures' and 'add_measures' must be lists")
+    for entry in [*entries, *added]:
         if isinstance(entry, dict):
-            unknown = sorted(set(entry) - {"measure", "higher_is_better"})
-            if "measure" not in entry or unknown:
+            if "measure" not in entry:
                 raise MMUBenchError(f"{path}: field 'measures': an entry must be a name or a mapping with 'measure' "
-                                    f"(and optionally 'higher_is_better'), got {entry!r}")
+                                    f"(and optionally 'higher_is_better' and the measure's options), got {entry!r}")
             name = str(entry["measure"])
             if "higher_is_better" in entry:
                 if not isinstance(entry["higher_is_better"], bool):
                     raise MMUBenchError(f"{path}: field 'measures': higher_is_better of {name!r} must be true or false")
                 directions[name] = entry["higher_is_better"]
+            rest = {k: v for k, v in entry.items() if k not in ("measure", "higher_is_better")}
+            if rest:
+                options[name] = rest
         elif isinstance(entry, str) and entry.strip():
             name = entry.strip()
         else:
@@ -99,7 +110,7 @@ def _measures(path: Path, spec: dict) -> tuple[tuple[str, ...], dict, tuple[str,
     stray = [s for s in score if s not in names]
     if stray:
         raise MMUBenchError(f"{path}: field 'score' names {', '.join(stray)}, not in 'measures'")
-    return tuple(names), directions, tuple(score)
+    return tuple(names), directions, options, tuple(score)
 
 
 def _build(path: Path) -> Task:
@@ -115,7 +126,7 @@ def _build(path: Path) -> Task:
     bad = [f for f in spec["formats"] if f not in FORMATS]
     if bad:
         raise MMUBenchError(f"{path}: field 'formats' has unknown format(s) {bad}; expected {FORMATS}")
-    measures, directions, score = _measures(path, spec)
+    measures, directions, options, score = _measures(path, spec)
     knowledge = bool(spec.get("knowledge_check", False))
     if knowledge and spec.get("knowledge_measure") not in measures:
         raise MMUBenchError(f"{path}: field 'knowledge_measure' must name one of its measures, "
@@ -134,6 +145,7 @@ def _build(path: Path) -> Task:
         measures=measures,
         score=score,
         directions=directions,
+        options=options,
         knowledge_check=knowledge,
         knowledge_measure=str(spec.get("knowledge_measure", "")),
         order=int(spec.get("order", 0)),

@@ -184,7 +184,14 @@ def test_training_sets_for_methods(load, bench):
     assert set(forget_set["entity_id"]) == set(b.forget_entities)
     assert set(forget_set["modality"]) == {"image"} and set(forget_set["view"]) == {"train"}
     assert set(b.forget_entities) <= set(preserve["entity_id"])  # text of forget entities is kept
-    assert not set(b.oracle_train()["entity_id"]) & set(b.forget_entities)
+    assert not set(b.training_rows("oracle")["entity_id"]) & set(b.forget_entities)
+    # The visual oracle keeps the forget entities' text rows only: possible (and distinct) here.
+    visual = b.training_rows("visual_oracle")
+    assert {m for e, m in zip(visual["entity_id"], visual["modality"]) if e in b.forget_entities} == {"text"}
+    assert b.supports("visual_oracle")
+    # No holdout people: the adapter says so, and no row is in a holdout split.
+    assert b.holdout_entities == () and b.info["holdout"].startswith("none: ")
+    assert "holdout" not in set(b.eval["split"])
 
 
 def test_mllmu_text_training_rows_name_the_person(load):

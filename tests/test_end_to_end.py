@@ -29,8 +29,8 @@ def ga_run(tmp_path_factory):
 
 def test_run_folder_holds_every_file(ga_run):
     _, folder = ga_run
-    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "results.json", "samples.jsonl",
-                                                        "table.csv", "table.md"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "information.csv", "results.json",
+                                                        "samples.jsonl", "table.csv", "table.md"]
 
 
 def test_table_has_a_row_per_task_and_the_metric_columns(ga_run):
@@ -38,19 +38,28 @@ def test_table_has_a_row_per_task_and_the_metric_columns(ga_run):
     lines = (folder / "table.csv").read_text().splitlines()
     header = lines[0].split(",")
     assert header[:3] == ["task", "dimension", "better"]
-    for column in ("mc_acc", "mc_loglik_acc", "cloze_acc", "rougeL", "score", "vanilla", "oracle", "normalised"):
+    for column in ("mc_acc", "mc_loglik_acc", "cloze_acc", "rougeL", "score", "vanilla", "oracle", "visual_oracle",
+                   "normalised"):
         assert column in header
     tasks = {line.split(",")[0] for line in lines[1:]}
     assert tasks == {"visual_forgetting", "visual_forgetting_heldout", "textual_retention", "retained_vqa",
-                     "general_utility"}
-    assert "| visual_forgetting | visual_forgetting | lower |" in (folder / "table.md").read_text()
+                     "general_utility", "visual_holdout", "textual_holdout"}
+    text = (folder / "table.md").read_text()
+    assert "| visual_forgetting | visual_forgetting | lower |" in text
+    # The second table: does the information remain? Each row says which reference it compares with.
+    second = text.split("### Does the information remain?")[1]
+    assert "forget_quality" in second and "privleak_min_k_pp" in second
+    assert next(line for line in second.splitlines() if line.startswith("| visual_forgetting |")).endswith(
+        "| visual_oracle |")
+    assert next(line for line in second.splitlines() if line.startswith("| textual_retention |")).endswith("| vanilla |")
 
 
 def test_results_record_scores_references_and_provenance(ga_run):
     _, folder = ga_run
     result = json.loads((folder / "results.json").read_text())
     assert set(result["dimensions"]["unlearned"]) == DIMENSIONS
-    assert set(result["scores"]) == {"unlearned", "vanilla", "oracle"}
+    assert set(result["scores"]) == {"unlearned", "vanilla", "oracle", "visual_oracle"}
+    assert result["normalisation"]["visual_forgetting"]["floor"] in ("visual_oracle", "oracle", "chance")
     assert result["seed"] == 0 and result["method"]["name"] == "ga"
     assert len(result["method"]["source_sha256"]) == 64
     assert result["method"]["config"]["steps"] == 10
@@ -60,9 +69,27 @@ def test_results_record_scores_references_and_provenance(ga_run):
     assert result["provenance"]["wall_seconds"] > 0
     assert 0.0 <= result["overall"] <= 1.0
     samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
-    n = sum(v["n"] for task in result["scores"]["unlearned"].values() for k, v in task.items() if k != "mc_loglik_acc")
+    n = sum(v["n"] for task in result["scores"]["unlearned"].values() for k, v in task.items()
+            if k in ("mc_acc", "cloze_acc", "rougeL"))
     assert len(samples) == n
     assert {"task", "item_id", "prompt", "answer", "output"} <= set(samples[0])
+
+
+def test_results_say_whether_the_information_remains(ga_run):
+    _, folder = ga_run
+    result = json.loads((folder / "results.json").read_text())
+    image, text = result["scores"]["unlearned"]["visual_forgetting"], result["scores"]["unlearned"]["textual_retention"]
+    assert image["forget_quality"]["against"] in ("visual_oracle", "oracle") and text["forget_quality"]["against"] == "vanilla"
+    for per_task in (image, text):
+        assert 0.0 <= per_task["forget_quality"]["mean"] <= 1.0
+        for attack in ("loss", "zlib", "min_k", "min_k_pp"):
+            assert 0.0 <= per_task[f"mia_auc_{attack}"]["mean"] <= 1.0
+            assert per_task[f"privleak_{attack}"]["mean"] is not None
+    # The vanilla model knew the forget people: its Min-K%++ AUC against holdout people is high.
+    assert result["scores"]["vanilla"]["visual_forgetting"]["mia_auc_min_k_pp"]["mean"] > 0.7
+    # A reference compared with itself has no value, and says why.
+    assert "is the reference" in result["scores"]["vanilla"]["textual_retention"]["forget_quality"]["absent"]
+    assert result["benchmark"]["info"]["holdout"].endswith("never in any training set")
 
 
 def test_gradient_ascent_makes_the_model_forget(ga_run):

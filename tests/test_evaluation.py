@@ -1,5 +1,7 @@
 """Evaluation: batched records equal one-at-a-time ones; the raw signals are what they claim."""
 
+import math
+
 import pytest
 import torch
 
@@ -35,14 +37,21 @@ def test_batched_and_unbatched_evaluation_agree(setup):
             assert a["option_logprobs"] == pytest.approx(b["option_logprobs"], abs=1e-4)
 
 
-def _by_hand(model, processor, user, image, answer):
-    """The answer's per-token log-probabilities, from one unbatched forward pass."""
+def _by_hand(model, processor, user, image, answer, moments=False):
+    """The answer's per-token log-probabilities, from one unbatched forward pass (``moments``:
+    also, per answer token, the sum over the vocabulary of p log p and of p (log p)^2 - its square)."""
     row = encode(processor, user, image, answer)
     batch = {k: v.unsqueeze(0) if k != "pixel_values" else v for k, v in row.items() if k != "labels"}
     with torch.no_grad():
         logp = torch.log_softmax(model(**batch).logits[0].float(), -1)
     labels = row["labels"]
-    return [logp[i - 1, labels[i]].item() for i in range(1, len(labels)) if labels[i] != -100]
+    positions = [i - 1 for i in range(1, len(labels)) if labels[i] != -100]
+    picked = [logp[i, labels[i + 1]].item() for i in positions]
+    if not moments:
+        return picked
+    mean = [sum(math.exp(x) * x for x in logp[i].tolist()) for i in positions]
+    var = [sum(math.exp(x) * x * x for x in logp[i].tolist()) - m * m for i, m in zip(positions, mean)]
+    return picked, mean, var
 
 
 def test_records_carry_the_answers_log_probabilities(setup):
@@ -64,8 +73,13 @@ def test_records_carry_the_answers_log_probabilities(setup):
             correct = record["option_logprobs"][LETTERS.index(row["answer"])]
             assert sum(record["answer_logprobs"]) / len(record["answer_logprobs"]) == pytest.approx(correct, abs=1e-5)
         else:
-            expected = _by_hand(model, processor, user_text(row, task.prompts), row["image"], row["answer"])
+            expected, mean, var = _by_hand(model, processor, user_text(row, task.prompts), row["image"], row["answer"],
+                                           moments=True)
+            # Min-K%++'s normalisers: mean and variance of log p under the model's distribution.
+            assert record["answer_expected_logprobs"] == pytest.approx(mean, abs=1e-3)
+            assert record["answer_logprob_variances"] == pytest.approx(var, abs=1e-3)
         assert record["answer_logprobs"] == pytest.approx(expected, abs=1e-4)
+        assert len(record["answer_expected_logprobs"]) == len(record["answer_logprob_variances"]) == len(expected)
         seen.add(record["format"])
     assert seen == {"multiple_choice", "cloze", "generation"}
 

@@ -144,8 +144,8 @@ def test_processor_and_chat_template_are_the_models_own(saved, kind):
 
 @pytest.fixture(scope="module")
 def runs(saved, tmp_path_factory, hf_home):
-    """Per model class: `prepare` (fine-tunes the vanilla and oracle models), then an NPO run;
-    the run's results.json."""
+    """Per model class: `prepare` (fine-tunes the vanilla, oracle and visual oracle models), then
+    an NPO run; the run's results.json."""
     done = {}
     for kind, (_, lora) in KINDS.items():
         out = tmp_path_factory.mktemp(f"runs-{kind}")
@@ -161,11 +161,15 @@ def runs(saved, tmp_path_factory, hf_home):
 def test_npo_run_writes_scores_of_the_unlearned_and_reference_models(runs, saved, kind):
     result = json.loads(runs[kind].read_text())
     assert result["model"]["name"] == f"hf:{saved[kind]}"
-    assert set(result["scores"]) == {"unlearned", "vanilla", "oracle"}
+    assert set(result["scores"]) == {"unlearned", "vanilla", "oracle", "visual_oracle"}
     assert set(result["dimensions"]["unlearned"]) == {"visual_forgetting", "textual_retention", "retained_vqa",
                                                       "general_utility"}
     assert result["training"]["steps"] == 2 and result["method"]["name"] == "npo"
-    for role in ("vanilla", "oracle"):
+    # MLLMU-Bench has no holdout people: membership inference is absent, with the reason.
+    privleak = result["scores"]["unlearned"]["visual_forgetting"]["privleak_min_k_pp"]
+    assert privleak["mean"] is None and "no holdout items" in privleak["absent"]
+    assert result["scores"]["unlearned"]["visual_forgetting"]["forget_quality"]["against"] == "visual_oracle"
+    for role in ("vanilla", "oracle", "visual_oracle"):
         assert f"{role}-" in result["model"]["references"][role]["path"]
 
 
@@ -173,7 +177,7 @@ def test_npo_run_writes_scores_of_the_unlearned_and_reference_models(runs, saved
 def test_prepare_caches_the_adapter_with_lora_and_the_full_model_without(runs, saved, kind):
     _, lora = KINDS[kind]
     result = json.loads(runs[kind].read_text())
-    for role in ("vanilla", "oracle"):
+    for role in ("vanilla", "oracle", "visual_oracle"):
         folder = type(runs[kind])(result["model"]["references"][role]["path"])
         recipe = json.loads((folder / "recipe.json").read_text())
         assert recipe["steps"] == 3 and recipe["options"]["lora"] is lora

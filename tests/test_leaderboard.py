@@ -183,3 +183,23 @@ def test_any_number_of_dimensions_in_their_order(tmp_path):
     md = (tmp_path / "lb" / "mmu-synth__tiny-llava.md").read_text()
     assert "| overall | privacy ↓ | visual forgetting ↓ | textual retention ↑ | retained VQA ↑ | general utility ↑ |" in md
     assert (tmp_path / "lb" / "mmu-synth__tiny-llava.png").stat().st_size > 0
+
+
+def test_the_information_table_shows_forget_quality_and_privleak_over_seeds(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, quality in ((0, 0.2), (1, 0.4)):
+        result = fake_result(seed=seed)
+        for task in ("visual_forgetting", "textual_retention"):
+            result.tasks[task].measures += ["forget_quality", "privleak_min_k_pp"]
+            result.scores["unlearned"][task]["forget_quality"] = Value(quality, None, 10, against="oracle")
+            result.scores["unlearned"][task]["privleak_min_k_pp"] = Value(-quality, None, 10, against="oracle")
+            result.scores["oracle"][task]["privleak_min_k_pp"] = Value.missing("the oracle model is the reference")
+        write(runs, result)
+    leaderboard.build([str(runs)], str(tmp_path / "lb"), with_plot=False)
+    ga = next(r for r in read_csv(tmp_path / "lb" / "mmu-synth__tiny-llava.csv") if r["method"] == "ga")
+    assert float(ga["visual_forgetting/forget_quality_mean"]) == pytest.approx(0.3)
+    assert float(ga["visual_forgetting/forget_quality_std"]) == pytest.approx(0.1414, abs=1e-4)
+    text = (tmp_path / "lb" / "mmu-synth__tiny-llava.md").read_text().split("## Does the information remain?")[1]
+    assert "| method | forget % | visual forgetting: forget quality | visual forgetting: PrivLeak Min-K%++ |" in text
+    assert "| ga | 10 | 0.300 ± 0.141 | -0.300 ± 0.141 | 0.300 ± 0.141 | -0.300 ± 0.141 |" in text
+    assert "| oracle (reference) | 10 | - | - | - | - |" in text  # compared with itself: no value

@@ -31,12 +31,13 @@ def test_tiny_paths_and_hashes_without_training(home, bench):
     provider = TinyLlavaProvider(progress=False)
     assert isinstance(provider, ModelProvider)
     before = files(home)
-    for role in ("vanilla", "oracle"):
+    for role in ("vanilla", "oracle", "visual_oracle"):
         path = provider.path(role, bench)
         # The cache layout users' caches are keyed by: <home>/models/tiny-llava/<role>-<digest of the key>.
         assert path == home / "models" / "tiny-llava" / f"{role}-{json_digest(provider.key(role, bench))}"
         assert provider.recipe_hash(role, bench) == path.name.rsplit("-", 1)[-1]
-    assert provider.path("vanilla", bench) != provider.path("oracle", bench)
+    assert len({provider.path(role, bench) for role in ("vanilla", "oracle", "visual_oracle")}) == 3
+    assert provider.key("visual_oracle", bench)["forget_entities"] == list(bench.forget_entities)
     assert provider.key("oracle", bench)["base"] == json_digest(provider.key("base", bench))
     assert files(home) == before  # nothing trained, nothing written
     with pytest.raises(UnknownNameError, match="unknown reference model 'orcale'"):
@@ -46,7 +47,7 @@ def test_tiny_paths_and_hashes_without_training(home, bench):
 def test_hf_paths_and_hashes_without_loading(home, bench, tmp_path):
     provider = registry.model_provider("hf:/no/such/model")(progress=False, dtype="float32")
     assert isinstance(provider, ModelProvider)
-    for role in ("vanilla", "oracle"):
+    for role in ("vanilla", "oracle", "visual_oracle"):
         path = provider.path(role, bench)
         assert path == home / "models" / "hf__no_such_model" / f"{role}-{json_digest(provider.key(role, bench))}"
         assert provider.recipe_hash(role, bench) == path.name.rsplit("-", 1)[-1]

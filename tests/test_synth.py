@@ -33,8 +33,9 @@ def test_different_seed_different_data(data):
 
 def test_entities_have_names_facts_and_distinct_looks(data):
     entities = data["entities"].to_list()
-    assert len(entities) == 12
-    assert len({e["name"] for e in entities}) == 12
+    holdout = synth.n_holdout(12)  # 2: as many as the 15 % forget split
+    assert len(entities) == 12 + holdout and sum(e["holdout_rank"] is not None for e in entities) == holdout
+    assert len({e["name"] for e in entities}) == 12 + holdout
     looks = [(e["shape"], e["colour"], e["background"], e["texture"]) for e in entities]
     for i, a in enumerate(looks):
         for b in looks[i + 1:]:
@@ -53,8 +54,9 @@ def test_every_row_fits_the_schema(data):
 def test_eval_items_per_entity_and_formats(data):
     rows = _rows(data["eval"])
     per_entity = Counter(r["entity_id"] for r in rows if r["entity_id"])
-    # 5 image facts x 2 views x 3 formats + 4 text facts x 3 formats
-    assert set(per_entity.values()) == {5 * 2 * 3 + 4 * 3}
+    # 5 image facts x 2 views x 3 formats + 4 text facts x 3 formats; holdout people: one view
+    assert {n for e, n in per_entity.items() if e.startswith("e")} == {5 * 2 * 3 + 4 * 3}
+    assert {n for e, n in per_entity.items() if e.startswith("h")} == {5 * 3 + 4 * 3}
     assert Counter(r["format"] for r in rows) == {f: len(rows) // 3 for f in ("multiple_choice", "cloze", "generation")}
 
 
@@ -75,7 +77,7 @@ def test_multiple_choice_distractors_share_the_category_and_positions_balance(da
 def test_forget_splits_are_nested_and_disjoint_from_retain(tmp_path, monkeypatch):
     monkeypatch.setenv("MMU_BENCH_HOME", str(tmp_path))
     opts = {k: v for k, v in SMALL.__dict__.items() if k not in ("num_entities", "seed")}
-    sets = {}
+    sets, holdouts = {}, {}
     for ratio in synth.FORGET_RATIOS:
         bench = synth.load(forget_ratio=ratio, num_entities=40, **opts)
         forget, retain = set(bench.forget_entities), set(bench.retain_entities)
@@ -83,9 +85,38 @@ def test_forget_splits_are_nested_and_disjoint_from_retain(tmp_path, monkeypatch
         assert len(forget) == synth.n_forget(40, ratio)
         assert set(bench.forget_set()["entity_id"]) == forget
         assert set(bench.retain_set()["entity_id"]) == retain
-        assert set(bench.oracle_train()["entity_id"]) - {""} == retain
+        assert set(bench.training_rows("oracle")["entity_id"]) - {""} == retain
         sets[ratio] = forget
+        holdouts[ratio] = set(bench.holdout_entities)
+        # Holdout people: as many as the forget people, scored, never in any training set.
+        assert len(holdouts[ratio]) == len(forget) and not holdouts[ratio] & (forget | retain)
+        assert set(e for e, s in zip(bench.eval["entity_id"], bench.eval["split"]) if s == "holdout") == holdouts[ratio]
+        for role in ("vanilla", "oracle", "visual_oracle"):
+            assert not set(bench.training_rows(role)["entity_id"]) & holdouts[ratio]
+        # The visual oracle: every row but the forget people's images; their text rows kept.
+        visual = bench.training_rows("visual_oracle")
+        kept = {(e, m) for e, m in zip(visual["entity_id"], visual["modality"]) if e in forget}
+        assert kept == {(e, "text") for e in forget}
+        assert len(visual) == len(bench.train) - len(bench.forget_set()) - sum(
+            1 for e, m, v in zip(bench.train["entity_id"], bench.train["modality"], bench.train["format"])
+            if e in forget and m == "image" and v != "generation")
     assert sets[5] <= sets[10] <= sets[15]
+    assert holdouts[5] <= holdouts[10] <= holdouts[15]
+    # Stable: the same people on another load.
+    assert set(synth.load(forget_ratio=10, num_entities=40, **opts).holdout_entities) == holdouts[10]
+
+
+def test_holdout_people_leave_the_other_rows_unchanged(data, monkeypatch):
+    """Drawn from a stream of their own: without them, every other row is the same."""
+    monkeypatch.setattr(synth, "_holdout", lambda *args: [])
+    without = synth.generate(SMALL)
+    rows = _rows(data["eval"])
+    others = [r for r in rows if not r["entity_id"].startswith("h")]
+    assert others == rows[: len(others)] == _rows(without["eval"])
+    assert _rows(data["train"]) == _rows(without["train"])
+    entities = data["entities"].to_list()
+    names = {e["name"] for e in entities if e["holdout_rank"] is None}
+    assert not names & {e["name"] for e in entities if e["holdout_rank"] is not None}
 
 
 def test_bad_configs_are_refused():

@@ -33,7 +33,15 @@ data: {split: forget}
 
 def test_the_shipped_tasks_name_their_measures_and_order():
     tasks = {t.name: t for t in load_tasks()}
-    assert tasks["visual_forgetting"].measures == ("mc_acc", "mc_loglik_acc", "cloze_acc", "rougeL")
+    accuracy = ("mc_acc", "mc_loglik_acc", "cloze_acc", "rougeL")
+    attacks = ("loss", "zlib", "min_k", "min_k_pp")
+    assert tasks["visual_forgetting"].measures == (*accuracy, "truth_ratio_forget", "forget_quality",
+                                                   *(f"mia_auc_{a}" for a in attacks), *(f"privleak_{a}" for a in attacks))
+    assert tasks["visual_holdout"].measures == accuracy and not tasks["visual_holdout"].primary
+    # The image side is compared with the gold reference, the text side with the vanilla model.
+    assert tasks["visual_forgetting"].options["privleak_min_k_pp"] == {"holdout": "visual_holdout", "against": "gold"}
+    assert tasks["textual_retention"].options["forget_quality"] == {"against": "vanilla"}
+    assert tasks["textual_retention"].options["mia_auc_loss"] == {"holdout": "textual_holdout"}
     assert tasks["visual_forgetting"].score == ("mc_loglik_acc", "cloze_acc", "rougeL")
     assert not tasks["visual_forgetting"].higher_is_better and tasks["textual_retention"].higher_is_better
     assert {n for n, t in tasks.items() if t.knowledge_check} == {"visual_forgetting", "textual_retention"}

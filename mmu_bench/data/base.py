@@ -13,7 +13,10 @@ QA_FORMAT = "generation"
 
 @dataclass
 class Benchmark:
-    """Canonical rows (schema.FEATURES plus a ``split`` column: forget | retain | general)."""
+    """Canonical rows (schema.FEATURES plus a ``split`` column: forget | retain | general |
+    holdout). Holdout entities (people of the same distribution no model was ever trained on,
+    for membership inference) have scored rows only; a benchmark without them says why in
+    ``info['holdout']``."""
 
     name: str
     forget_ratio: float
@@ -23,6 +26,7 @@ class Benchmark:
     retain_entities: tuple[str, ...]
     fingerprint: str  # identifies source, version and generation config: caches key on it
     info: dict = field(default_factory=dict)  # recorded in results (sizes, source, config)
+    holdout_entities: tuple[str, ...] = ()
 
     def key(self) -> str:
         """Identifies this benchmark *and* its forget split."""
@@ -50,15 +54,34 @@ class Benchmark:
         """Text-only QA of every entity, forget entities included (the knowledge to keep)."""
         return self.qa_rows(("forget", "retain"), "text")
 
-    def vanilla_train(self) -> datasets.Dataset:
-        return self.train
+    def training_rows(self, role: str) -> datasets.Dataset:
+        """What the reference model ``role`` is fine-tuned on:
 
-    def oracle_train(self) -> datasets.Dataset:
-        """Everything but the forget entities: the retrain-from-scratch gold standard's data."""
-        return self._select(self.train, split=("retain", "general"))
+        - ``vanilla``: everything;
+        - ``oracle``: everything but the forget entities (the gold standard of the old task:
+          retrained without them);
+        - ``visual_oracle``: everything but the forget entities' image rows, their text rows
+          kept (the gold standard of the reformulated task: it knows them by name, not by face).
+        """
+        if role == "vanilla":
+            return self.train
+        if role == "oracle":
+            return self._select(self.train, split=("retain", "general"))
+        if role == "visual_oracle":
+            columns = self.train.select_columns(["split", "modality"]).to_dict()
+            keep = [i for i, (split, modality) in enumerate(zip(columns["split"], columns["modality"]))
+                    if not (split == "forget" and modality == "image")]
+            return self.train.select(keep)
+        raise ValueError(f"no training data is defined for reference model {role!r}")
+
+    def supports(self, role: str) -> bool:
+        """Whether reference model ``role`` means something here: a visual oracle only when the
+        forget entities have text rows to keep (else it would be the oracle again)."""
+        return role != "visual_oracle" or len(self.qa_rows(("forget",), "text")) > 0
 
 
-def add_split_column(dataset: datasets.Dataset, forget: set[str]) -> datasets.Dataset:
+def add_split_column(dataset: datasets.Dataset, forget: set[str], holdout: set[str] = frozenset()) -> datasets.Dataset:
     entity_ids = dataset.select_columns(["entity_id"]).to_dict()["entity_id"]
-    splits = ["general" if not e else "forget" if e in forget else "retain" for e in entity_ids]
+    splits = ["general" if not e else "forget" if e in forget else "holdout" if e in holdout else "retain"
+              for e in entity_ids]
     return dataset.add_column("split", splits)

@@ -101,8 +101,13 @@ def load(forget_ratio=5, source: str = "therem/CLEAR", seed: int = 0, revision: 
         fingerprint=fingerprint,
         info={"source": source_id(source), "revision": revision, "configs": names, "seed": seed,
               "unmatched_tofu_rows": unmatched, "sizes": {part: len(d) for part, d in parts.items()},
-              "path": str(path)},
+              "path": str(path), "holdout": HOLDOUT},
     )
+
+
+# Membership inference needs people no model was trained on; CLEAR has none.
+HOLDOUT = ("none: all 200 persons are in the fine-tuning data (full / full+tofu), and the real_faces / real_world "
+           "items are known from pretraining; membership-inference measures are absent")
 
 
 def _where(config: str, index: int) -> str:

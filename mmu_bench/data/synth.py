@@ -13,7 +13,14 @@ Fictitious people, each with a name, four profile facts and a procedural visual 
 - ``general_train``: general skills (naming shapes and colours of images, small sums) that
   involve no entity;
 - ``entities``: the profile table, with ``forget_rank``: the forget set of ratio r is the
-  entities with ``forget_rank < n_forget(r)``, so the 5 % set lies inside the 10 % set.
+  entities with ``forget_rank < n_forget(r)``, so the 5 % set lies inside the 10 % set;
+- holdout people (``holdout_rank``, ids ``h0000``...): as many as the largest forget split, drawn
+  by the same generator (other names, other looks) from a random stream of their own, so the
+  rows of every other person are the same with or without them. They have scored items only
+  (image questions on their first rendering, view "train", and text questions) and are never
+  in any training set: membership inference compares the forget people with them. The holdout
+  split of ratio r is the holdout people with ``holdout_rank < n_forget(r)`` (as many as the
+  forget split, nested like it).
 
 Stored as Hugging Face ``datasets`` in the canonical schema (``schema.FEATURES``).
 """
@@ -36,7 +43,8 @@ from .schema import FEATURES, LETTERS
 if TYPE_CHECKING:  # pragma: no cover
     from .base import Benchmark
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: holdout people
+FORGET_RATIOS = (5, 10, 15)
 
 FIRST_NAMES = (
     "alma", "bruno", "cora", "dario", "elsa", "felix", "greta", "hugo", "ines", "jonas",
@@ -133,7 +141,7 @@ class SynthConfig:
         if self.name_pool not in NAME_POOLS:
             raise ValueError(f"name_pool must be one of {sorted(NAME_POOLS)}, got {self.name_pool!r}")
         first, last = NAME_POOLS[self.name_pool]
-        max_entities = len(first) * len(last)
+        max_entities = len(first) * len(last) - n_holdout(max(self.num_entities, 4))
         if not 4 <= self.num_entities <= max_entities:
             raise ValueError(f"num_entities must be between 4 and {max_entities}, got {self.num_entities}")
         if self.train_views < 1 or self.heldout_views < 1:
@@ -147,6 +155,11 @@ class SynthConfig:
 def n_forget(num_entities: int, ratio: float) -> int:
     """Entities in the forget set of ``ratio`` percent (at least one)."""
     return max(1, math.floor(num_entities * ratio / 100 + 0.5))
+
+
+def n_holdout(num_entities: int) -> int:
+    """Holdout people: as many as the largest forget split."""
+    return n_forget(num_entities, max(FORGET_RATIOS))
 
 
 def vocabulary() -> list[str]:
@@ -178,16 +191,18 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+|[^\w\s]", text)
 
 
-def _pick_identities(n: int, rng: np.random.Generator) -> list[Identity]:
-    """n identities, each pair differing in at least two of their four attributes."""
+def _pick_identities(n: int, rng: np.random.Generator, taken: list[Identity] = ()) -> list[Identity]:
+    """n identities, each pair (``taken`` ones included) differing in at least two of their
+    four attributes."""
     combos = [
         (s, c, b, t) for s in SHAPES for c in COLOURS for b in COLOURS if b != c for t in TEXTURES
     ]
     order = rng.permutation(len(combos))
+    others = [i.as_tuple() for i in taken]
     chosen: list[tuple] = []
     for idx in order:
         combo = combos[idx]
-        if all(sum(a != b for a, b in zip(combo, other)) >= 2 for other in chosen):
+        if all(sum(a != b for a, b in zip(combo, other)) >= 2 for other in chosen + others):
             chosen.append(combo)
             if len(chosen) == n:
                 return [Identity(*c) for c in chosen]
@@ -256,7 +271,8 @@ def generate(config: SynthConfig = SynthConfig()) -> datasets.DatasetDict:
     profiles = []
     for i in range(n):
         facts = {k: str(v[rng.integers(len(v))]) for k, v in FACTS.items()}
-        profiles.append({"entity_id": f"e{i:04d}", "name": names[i], **facts, **asdict(identities[i])})
+        profiles.append({"entity_id": f"e{i:04d}", "name": names[i], **facts, **asdict(identities[i]),
+                         "holdout_rank": None})
     for rank, i in enumerate(rng.permutation(n)):
         profiles[i]["forget_rank"] = rank
 
@@ -297,6 +313,7 @@ def generate(config: SynthConfig = SynthConfig()) -> datasets.DatasetDict:
         evals.add_three(item_id=f"general/sum/{a}+{b}", entity_id="", modality="text", view="",
                         fact="sum", image=None, template=_GENERAL_TEXT, fill={"a": a, "b": b},
                         value=str(a + b), pool=DIGITS[2:])
+    profiles += _holdout(config, evals, pairs, names, identities, pools)
 
     def as_dataset(builder: _Builder) -> datasets.Dataset:
         return datasets.Dataset.from_list(builder.rows, features=FEATURES)
@@ -309,6 +326,34 @@ def generate(config: SynthConfig = SynthConfig()) -> datasets.DatasetDict:
             "entities": datasets.Dataset.from_list(profiles),
         }
     )
+
+
+def _holdout(config: SynthConfig, evals: _Builder, pairs, names, identities, pools) -> list[dict]:
+    """The holdout people and their scored items (appended to ``evals``), from a random stream
+    of their own: other people's rows do not depend on them."""
+    rng = np.random.default_rng([config.seed, 20250217, 1])
+    n = n_holdout(config.num_entities)
+    taken = set(names)
+    free = [pair for pair in pairs if _titled(" ".join(pair)) not in taken]
+    hold_names = [_titled(" ".join(free[i])) for i in rng.choice(len(free), size=n, replace=False)]
+    looks = _pick_identities(n, rng, identities)
+    held = _Builder(rng, balanced=True)
+    profiles = []
+    for i, (name, ident) in enumerate(zip(hold_names, looks)):
+        eid = f"h{i:04d}"
+        p = {"entity_id": eid, "name": name, **{k: str(v[rng.integers(len(v))]) for k, v in FACTS.items()},
+             **asdict(ident), "forget_rank": None, "holdout_rank": i}
+        profiles.append(p)
+        image = render(ident, np.random.default_rng([config.seed, 100_000 + i, 1]), config.image_size)
+        for fact, template in _VQA.items():
+            held.add_three(item_id=f"{eid}/image/{fact}/train", entity_id=eid, modality="image", view="train",
+                           fact=fact, image=image, template=template, fill={},
+                           value=name if fact == "name" else p[fact], pool=pools[fact])
+        for fact, template in _TEXT.items():
+            held.add_three(item_id=f"{eid}/text/{fact}", entity_id=eid, modality="text", view="", fact=fact,
+                           image=None, template=template, fill={"n": name}, value=p[fact], pool=pools[fact])
+    evals.rows.extend(held.rows)
+    return profiles
 
 
 def _general_images(builder: _Builder, count: int, exclude: set, rng, size: int, prefix: str) -> None:
@@ -331,8 +376,6 @@ def _general_images(builder: _Builder, count: int, exclude: set, rng, size: int,
 
 
 
-FORGET_RATIOS = (5, 10, 15)
-
 
 def load(forget_ratio: float = 10, num_entities: int = 100, data_seed: int = 0, **options) -> Benchmark:
     """MMU-Synth as a canonical Benchmark, generated on first use and cached on disk."""
@@ -352,15 +395,24 @@ def load(forget_ratio: float = 10, num_entities: int = 100, data_seed: int = 0, 
     data = datasets.load_from_disk(str(path))
     profiles = data["entities"].to_list()
     k = n_forget(config.num_entities, forget_ratio)
-    forget = {p["entity_id"] for p in profiles if p["forget_rank"] < k}
+    people = [p for p in profiles if p["holdout_rank"] is None]
+    forget = {p["entity_id"] for p in people if p["forget_rank"] < k}
+    holdout = {p["entity_id"] for p in profiles if p["holdout_rank"] is not None and p["holdout_rank"] < k}
+    unused = {p["entity_id"] for p in profiles if p["holdout_rank"] is not None} - holdout
+    evals = data["eval"]
+    if unused:  # the holdout people of larger forget splits
+        ids = evals.select_columns(["entity_id"]).to_dict()["entity_id"]
+        evals = evals.select([i for i, e in enumerate(ids) if e not in unused])
     train = datasets.concatenate_datasets([data["train"], data["general_train"]])
     return Benchmark(
         name="mmu-synth",
         forget_ratio=forget_ratio,
         train=add_split_column(train, forget),
-        eval=add_split_column(data["eval"], forget),
+        eval=add_split_column(evals, forget, holdout),
         forget_entities=tuple(sorted(forget)),
-        retain_entities=tuple(sorted(p["entity_id"] for p in profiles if p["entity_id"] not in forget)),
+        retain_entities=tuple(sorted(p["entity_id"] for p in people if p["entity_id"] not in forget)),
+        holdout_entities=tuple(sorted(holdout)),
         fingerprint=config.fingerprint(),
-        info={"generator_version": GENERATOR_VERSION, "config": asdict(config), "path": str(path)},
+        info={"generator_version": GENERATOR_VERSION, "config": asdict(config), "path": str(path),
+              "holdout": f"{len(holdout)} generated people never in any training set"},
     )

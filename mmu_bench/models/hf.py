@@ -6,12 +6,12 @@ adapter (MLLMU-Bench's settings: r=16, alpha=16, dropout 0.05, Gaussian init, ev
 of the language model, not the vision tower, projector or lm_head) is the only trainable part of
 every model ``load`` returns, so methods and saliency masks act on the LoRA parameters.
 
-Reference models: the vanilla model is the base fine-tuned on ``benchmark.vanilla_train()``, the
-oracle on ``benchmark.oracle_train()`` (the shared loop in ``finetune.py``; MMUnlearner's vanilla
+Reference models: the vanilla model, the oracle and the visual oracle are the base fine-tuned on
+``benchmark.training_rows(role)`` (the shared loop in ``finetune.py``; MMUnlearner's vanilla
 recipe by default: AdamW, lr 1e-5, 1 epoch, batch 4, linear decay, no warmup, clip 1.0). With
 LoRA only the adapter is saved, under ``home()/models/<provider>/<role>-<hash>``, and merged into
-the base on load, as MLLMU-Bench merges before unlearning. ``vanilla=PATH`` / ``oracle=PATH``
-use existing checkpoints instead: a full model (folder or hub name) or a LoRA adapter folder over
+the base on load, as MLLMU-Bench merges before unlearning. ``vanilla=PATH`` / ``oracle=PATH`` /
+``visual_oracle=PATH`` use existing checkpoints instead: a full model (folder or hub name) or a LoRA adapter folder over
 the base.
 """
 
@@ -46,6 +46,7 @@ class HFOptions:
     lora_dropout: float = 0.05
     vanilla: str | None = None  # an existing vanilla checkpoint instead of fine-tuning one
     oracle: str | None = None  # an existing oracle checkpoint instead of fine-tuning one
+    visual_oracle: str | None = None  # an existing visual oracle checkpoint instead of fine-tuning one
     # The vanilla / oracle fine-tuning recipe.
     lr: float = 1e-5
     epochs: float = 1.0
@@ -182,7 +183,7 @@ class HFProvider(CachedProvider):
 
     name = "hf"
     default_path: str | None = None
-    roles = ("vanilla", "oracle")
+    roles = ("vanilla", "oracle", "visual_oracle")
 
     def __init__(self, progress: bool = True, name: str | None = None, **options):
         from ..names import safe_name
@@ -205,7 +206,7 @@ class HFProvider(CachedProvider):
         self.check_role(role)
         key = {"recipe_version": RECIPE_VERSION, "recipe": self.options.recipe(), "role": role,
                "prompts": default_prompts(), "benchmark": benchmark.name, "data": benchmark.fingerprint}
-        if role == "oracle":
+        if role != "vanilla":
             key["forget_entities"] = list(benchmark.forget_entities)
         return key
 
@@ -318,7 +319,7 @@ class HFProvider(CachedProvider):
 
         o = self.options
         started = time.time()
-        rows = benchmark.vanilla_train() if role == "vanilla" else benchmark.oracle_train()
+        rows = benchmark.training_rows(role)
         processor = self.processor()
         pairs = TrainingPairs(rows, processor, default_prompts())
         steps = o.steps or max(1, math.ceil(o.epochs * len(pairs) / o.batch_size))

@@ -142,7 +142,8 @@ def build_model(processor: LlavaProcessor, arch: TinyArch = TinyArch(), seed: in
 
 
 # --------------------------------------------------------------------------------------------
-# The cached reference models for MMU-Synth: base -> vanilla (all entities), oracle (retained).
+# The cached reference models for MMU-Synth: base -> vanilla (all entities), oracle (retained),
+# visual oracle (all but the forget entities' images).
 
 RECIPE_VERSION = "3"  # bump whenever training code changes what a recipe produces
 
@@ -207,11 +208,11 @@ def training_features(rows, processor, prompts: dict, mc_weight: int) -> list[li
 
 class TinyLlavaProvider(CachedProvider):
     """``tiny-llava``: the embedded default model. ``load(role, benchmark)`` returns the cached
-    vanilla or oracle model for that benchmark, training it (and the shared base, role
-    ``base``) if missing."""
+    vanilla, oracle or visual oracle model for that benchmark (``Benchmark.training_rows``),
+    training it (and the shared base, role ``base``) if missing."""
 
     name = "tiny-llava"
-    roles = ("vanilla", "oracle")
+    roles = ("vanilla", "oracle", "visual_oracle")
 
     def __init__(self, progress: bool = True, **overrides):
         self._features: dict[tuple[str, str], list] = {}  # (data, item_id) -> encoded pairs
@@ -247,7 +248,7 @@ class TinyLlavaProvider(CachedProvider):
         self.check_role(role)
         key = {"base": json_digest(self._base_key()), "role": role, "benchmark": benchmark.name,
                "data": benchmark.fingerprint, "finetune_steps": self.recipe.finetune_steps}
-        if role == "oracle":
+        if role != "vanilla":
             key["forget_entities"] = list(benchmark.forget_entities)
         return key
 
@@ -313,7 +314,7 @@ class TinyLlavaProvider(CachedProvider):
             processor, model = base.processor, base.model
             if benchmark.name != "mmu-synth":
                 raise ValueError(f"tiny-llava is trained for mmu-synth only, not {benchmark.name!r}")
-            rows = benchmark.vanilla_train() if role == "vanilla" else benchmark.oracle_train()
+            rows = benchmark.training_rows(role)
             source = benchmark.fingerprint
             steps, desc = r.finetune_steps, f"training tiny-llava {role}"
         torch.manual_seed(r.seed)
