@@ -119,6 +119,8 @@ class _PrivLeak(_Attack):
         role = records.comparison(self.options["against"])
         ours, n = self.auc_of(records, records.model)
         theirs, _ = self.auc_of(records, role)
+        if theirs == 0:
+            raise NotApplicable(f"the {role} model's AUC is 0: PrivLeak is undefined")
         return Value(privleak(ours, theirs), None, n, against=role)
 
 

@@ -89,7 +89,8 @@ def test_two_processes_write_one_run_folder(runs):
     _, multi, done = runs
     folder = only_run(multi, "ga")
     assert files(multi) == {folder / name for name in
-                            ("config.yaml", "results.json", "samples.jsonl", "table.csv", "table.md")}
+                            ("config.yaml", "information.csv", "results.json", "samples.jsonl", "table.csv",
+                             "table.md")}
     assert json.loads((folder / "results.json").read_text())["provenance"]["processes"] == 2
     assert done.stdout.count("run folder:") == 1  # only the main process reports
 

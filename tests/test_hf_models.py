@@ -165,10 +165,13 @@ def test_npo_run_writes_scores_of_the_unlearned_and_reference_models(runs, saved
     assert set(result["dimensions"]["unlearned"]) == {"visual_forgetting", "textual_retention", "retained_vqa",
                                                       "general_utility"}
     assert result["training"]["steps"] == 2 and result["method"]["name"] == "npo"
-    # MLLMU-Bench has no holdout people: membership inference is absent, with the reason.
-    privleak = result["scores"]["unlearned"]["visual_forgetting"]["privleak_min_k_pp"]
-    assert privleak["mean"] is None and "no holdout items" in privleak["absent"]
-    assert result["scores"]["unlearned"]["visual_forgetting"]["forget_quality"]["against"] == "visual_oracle"
+    # One item per task and format (--eval-limit 1): too few for a KS test, said so; PrivLeak
+    # compares with the gold reference, the visual oracle these models fine-tuned.
+    image = result["scores"]["unlearned"]["visual_forgetting"]
+    assert image["forget_quality"]["absent"] == "fewer than 2 multiple-choice items"
+    assert 0.0 <= image["mia_auc_min_k_pp"]["mean"] <= 1.0
+    privleak = image["privleak_min_k_pp"]
+    assert privleak.get("against") == "visual_oracle" or "visual_oracle" in privleak["absent"]
     for role in ("vanilla", "oracle", "visual_oracle"):
         assert f"{role}-" in result["model"]["references"][role]["path"]
 

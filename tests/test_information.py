@@ -173,3 +173,12 @@ def test_measure_options_come_from_the_task_file_and_are_checked(tasks, tmp_path
     (tmp_path / "t.yaml").write_text((tmp_path / "t.yaml").read_text().replace("holdout: h}", "holdot: h}", 1))
     with pytest.raises(MMUBenchError, match="t.yaml.*'mia_auc_min_k_pp' has no option\\(s\\) holdot"):
         scoring.resolve(load_tasks(["t"], directory=tmp_path))
+
+
+def test_privleak_is_absent_when_the_reference_auc_is_zero(tasks):
+    # The gold model ranks every holdout item below every forget item: AUC 0, PrivLeak undefined.
+    records = {"unlearned": [gen("f0", [-1.0]), gen("h0", [-2.0], task="h")],
+               "visual_oracle": [gen("f0", [-3.0]), gen("h0", [-0.5], task="h")]}
+    tasks, measures = scoring.resolve(tasks)
+    value = scoring.score(records, tasks, measures, models=["unlearned"])["unlearned"]["t"]["privleak_min_k_pp"]
+    assert value.absent == "the visual_oracle model's AUC is 0: PrivLeak is undefined"
