@@ -216,6 +216,12 @@ def _pm(row: dict, key: str) -> str:
     return f"{mean:.3f} ± {std:.3f}" if row["n_seeds"] > 1 else f"{mean:.3f}"
 
 
+def _row_name(row: dict) -> str:
+    """A row's method (and variant) as a Markdown cell."""
+    name = f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
+    return _cell(name).replace("|", "\\|")
+
+
 # The measures of "does the information remain?" the Markdown leaderboard shows, on each primary
 # task that reports them (the CSV has every measure).
 INFORMATION = (("forget_quality", "forget quality"), ("mia_auc_min_k_pp", "Min-K%++ AUC"),
@@ -247,8 +253,7 @@ def to_markdown(rows: list[dict], title: str, dims: list[Dimension],
              "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     for row in rows:
-        name = f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
-        cells = [_cell(name).replace("|", "\\|"), f"{row['forget_ratio']:g}", str(row["n_seeds"] or "-"),
+        cells = [_row_name(row), f"{row['forget_ratio']:g}", str(row["n_seeds"] or "-"),
                  _pm(row, "overall")] + [_pm(row, f"{d.name}/score") for d in dims] + [row["source_sha256"] or "-"]
         lines.append("| " + " | ".join(cells) + " |")
     if information:
@@ -261,8 +266,7 @@ def to_markdown(rows: list[dict], title: str, dims: list[Dimension],
                   "A reference model compared with itself has no value (-). See README, \"Forget quality and privacy\".",
                   "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in rows:
-            name = f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
-            cells = [_cell(name).replace("|", "\\|"), f"{row['forget_ratio']:g}"] + [_pm(row, key) for key, _ in information]
+            cells = [_row_name(row), f"{row['forget_ratio']:g}"] + [_pm(row, key) for key, _ in information]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -44,8 +44,7 @@ def information_rows(result: RunResult) -> list[dict]:
     columns = measure_columns(result, "information")
     rows = []
     for name, task in result.tasks.items():
-        mine = [m for m in task.measures if m in columns]
-        if not mine:
+        if not any(m in columns for m in task.measures):
             continue
         per_measure = result.scores[UNLEARNED].get(name, {})
         row = {"task": name, "dimension": task.dimension}
