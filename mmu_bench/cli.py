@@ -25,12 +25,15 @@ _FLAGS = {
     "min_vanilla_mc": ("--min-vanilla-mc", "refuse to report when the vanilla model's multiple-choice accuracy on "
                                           "the forget entities is under this (default 0.9)"),
     "device": ("--device", "auto, cpu, cuda or cuda:N (default auto)"),
+    "save_model": ("--save-model", "keep the unlearned weights in the run folder's model/ (what `mmu-bench attack "
+                                   "--run` loads): auto (a LoRA adapter or a model under 100M parameters), yes or no"),
 }
 _KV = {
     "method_args": ("--method-arg", "a method hyperparameter, KEY=VALUE (repeatable), e.g. beta=0.2"),
     "benchmark_args": ("--benchmark-arg", "a benchmark option, KEY=VALUE (repeatable), e.g. num_entities=40"),
     "model_args": ("--model-arg", "a model option, KEY=VALUE (repeatable), e.g. finetune_steps=2000 (tiny-llava); "
                                   "dtype=float16, lora=false, vanilla=PATH, oracle=PATH (real models)"),
+    "attack_args": ("--attack-arg", "an attack option, ATTACK.KEY=VALUE (repeatable), e.g. relearn.steps=20"),
 }
 
 
@@ -49,6 +52,26 @@ def _add_run_options(parser: argparse.ArgumentParser, with_method: bool) -> None
                         help="a measure every task also reports: a registered name, package.module:Class or "
                              "path/to/file.py:Class (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_attack_options(parser)
+
+
+def _add_attack_options(parser: argparse.ArgumentParser, flags: bool = True) -> None:
+    if flags:
+        parser.add_argument("--attacks", action="store_true",
+                            help="after evaluation, run every registered attack (README, \"Attacks\")")
+    parser.add_argument("--attack", dest="attack_names", action="append", default=None, metavar="ATTACK",
+                        help="an attack to run after evaluation: a registered name, package.module:Class or "
+                             "path/to/file.py:Class (repeatable)")
+
+
+def attack_specs(args: argparse.Namespace, values: dict) -> None:
+    """--attacks / --attack NAME into the config's ``attacks`` list."""
+    specs = list(values.get("attacks") or [])
+    if getattr(args, "attacks", False) and "all" not in specs:
+        specs.append("all")
+    specs += [a for a in getattr(args, "attack_names", None) or [] if a not in specs]
+    if specs:
+        values["attacks"] = specs
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -62,13 +85,15 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     for name, (flag, _) in _KV.items():
         for text in getattr(args, name, None) or []:
             key, value = parse_assignment(text, flag)
-            values.setdefault(name, {})[key] = value if name == "method_args" else _literal(value)
+            values.setdefault(name, {})[key] = value if name in ("method_args", "attack_args") else _literal(value)
+    attack_specs(args, values)
     if getattr(args, "tasks", None):
         values["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if getattr(args, "measures", None):
         values["measures"] = [*values.get("measures", []), *(m for m in args.measures if m not in values.get("measures", []))]
     for name, value in list(values.items()):
-        if name in hints and name not in ("method_args", "benchmark_args", "model_args", "tasks", "measures"):
+        if name in hints and name not in ("method_args", "benchmark_args", "model_args", "attack_args", "tasks",
+                                          "measures", "attacks"):
             values[name] = coerce(value, hints[name], f"option {name!r}")
     if "forget_ratio" in values and float(values["forget_ratio"]).is_integer():
         values["forget_ratio"] = int(values["forget_ratio"])
@@ -88,15 +113,25 @@ def _literal(text: str):
         return text
 
 
+def show_run(path: Path | None) -> int:
+    """Print a finished run's table; 1 when one of its attacks failed (the run itself stands)."""
+    if path is None:  # a secondary process of a multi-process run
+        return 0
+    from .attacking import failures, read
+
+    print((path / "table.md").read_text())
+    print(f"run folder: {path}")
+    failed = failures(read(path))
+    for line in failed:
+        print(f"mmu-bench: error: attack {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_run(args) -> int:
     from .runner import run
 
     config = build_config(args)
-    path = run(config, progress=not args.quiet)
-    if path is not None:  # None: a secondary process of a multi-process run
-        print((path / "table.md").read_text())
-        print(f"run folder: {path}")
-    return 0
+    return show_run(run(config, progress=not args.quiet))
 
 
 def cmd_eval(args) -> int:
@@ -104,11 +139,16 @@ def cmd_eval(args) -> int:
 
     config = build_config(args)
     config.method = args.name
-    path = evaluate_checkpoint(config, args.checkpoint, args.name, progress=not args.quiet)
-    if path is not None:  # None: a secondary process of a multi-process run
-        print((path / "table.md").read_text())
-        print(f"run folder: {path}")
-    return 0
+    return show_run(evaluate_checkpoint(config, args.checkpoint, args.name, progress=not args.quiet))
+
+
+def cmd_attack(args) -> int:
+    from .runner import attack_folder
+
+    specs = list(args.attack_names or []) or ["all"]
+    attack_args = dict(parse_assignment(a, "--attack-arg") for a in args.attack_args or [])
+    folder, _ = attack_folder(args.run, specs, attack_args, progress=not args.quiet)
+    return show_run(folder)
 
 
 def _list_of(text: str, kind, flag: str) -> list:
@@ -119,6 +159,7 @@ def _list_of(text: str, kind, flag: str) -> list:
 
 
 def cmd_sweep(args) -> int:
+    from .attacking import failures, read
     from .sweep import grid, sweep
 
     base = build_config(args)
@@ -131,10 +172,15 @@ def cmd_sweep(args) -> int:
     counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
     print(f"sweep of {len(outcomes)} runs: {counts['done']} done, {counts['skipped']} already had results, "
           f"{counts['failed']} failed")
+    attack_failed = 0
     for o in outcomes:
         if o.status == "failed":
             print(f"  FAILED {o.method} forget={o.forget_ratio:g} seed={o.seed}: {o.error}\n         see {o.path}")
-    return 1 if counts["failed"] else 0
+        elif o.status == "done" and o.path:
+            for line in failures(read(o.path)):
+                attack_failed += 1
+                print(f"  ATTACK FAILED {o.method} forget={o.forget_ratio:g} seed={o.seed}: {line}\n         see {o.path}")
+    return 1 if counts["failed"] or attack_failed else 0
 
 
 def cmd_leaderboard(args) -> int:
@@ -198,7 +244,8 @@ def cmd_list(args) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        plugins = {kind.noun: registry.list_plugins(kind) for kind in (registry.METHODS, registry.MEASURES)}
+        plugins = {kind.noun: registry.list_plugins(kind)
+                   for kind in (registry.METHODS, registry.MEASURES, registry.ATTACKS)}
 
     def show(noun: str) -> None:
         print(f"{noun}s:")
@@ -215,6 +262,7 @@ def cmd_list(args) -> int:
         print(f"  {name}")
     print(f"  {registry.HF_PREFIX}<name-or-path>  (any image-text-to-text model of transformers)")
     show("measure")
+    show("attack")
     print("tasks:")
     for task in tasks.load_tasks():
         better = "higher" if task.higher_is_better else "lower"
@@ -240,6 +288,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="the method name it gets in results and leaderboards")
     _add_run_options(p, with_method=False)
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("attack", help="run attacks on a finished run folder (no unlearning again; every registered attack "
+                                         "unless --attack names some); adds to its attacks.json")
+    p.add_argument("--run", required=True, metavar="DIR", help="the run folder (it needs model/ or an eval checkpoint)")
+    _add_attack_options(p, flags=False)
+    p.add_argument("--attack-arg", dest="attack_args", action="append", default=None, metavar="ATTACK.KEY=VALUE",
+                   help="an attack option (repeatable), e.g. relearn.steps=20")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_attack)
     p = sub.add_parser("sweep", help="run a grid of methods x seeds x forget ratios; resumes, continues past failures")
     p.add_argument("--methods", required=True, help="comma-separated methods, e.g. ga,npo")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")

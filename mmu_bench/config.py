@@ -32,6 +32,9 @@ class RunConfig:
     eval_limit: int | None = None  # score at most this many items per task and format
     min_vanilla_mc: float = 0.9  # refuse to report when the vanilla model knows less than this
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    attacks: list[str] = field(default_factory=list)  # attacks after evaluation ("all": every registered one)
+    attack_args: dict = field(default_factory=dict)  # "<attack>.<option>" -> value
+    save_model: str = "auto"  # keep the unlearned weights in the run folder: auto (small ones) | yes | no
 
     def validate(self) -> None:
         """Checks that need no data or model: run before any work is done."""
@@ -45,6 +48,12 @@ class RunConfig:
             raise MMUBenchError(f"eval limit must be at least 1, got {self.eval_limit}")
         if not 0 <= self.min_vanilla_mc <= 1:
             raise MMUBenchError(f"min vanilla accuracy must be in [0, 1], got {self.min_vanilla_mc}")
+        if self.save_model not in ("auto", "yes", "no"):
+            raise MMUBenchError(f"save model must be auto, yes or no, got {self.save_model!r}")
+        bad = [k for k in self.attack_args if "." not in str(k)]
+        if bad:
+            raise MMUBenchError(f"attack argument(s) {', '.join(map(str, bad))}: write ATTACK.OPTION=VALUE, "
+                                "e.g. relearn.steps=20")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -6,6 +6,9 @@ method starts from (``MethodConfig`` fields, e.g. the settings published for 7B 
 method's defaults on a benchmark are ``"*"`` <- its own entry; a benchmark without a file has
 none. ``config.method_config`` layers them: Config defaults <- these <- user arguments.
 
+An attack's defaults on a benchmark sit under ``attack:<name>`` in the same file (the
+``"*"`` entry is for methods only).
+
 They are data so that re-tuning a method never changes its source (whose SHA-256 identifies
 it on leaderboards), and so that a method never names a benchmark.
 """
@@ -63,3 +66,21 @@ def defaults(benchmark: str, method: str, fields: set[str] | None = None,
                     f"hyperparameter file {path}: entry {entry!r} ({which}) sets {', '.join(unknown)}, which the "
                     f"Config of method {method!r} does not have; its fields: {', '.join(sorted(fields))}")
     return {**shared, **own}, path
+
+
+ATTACK_PREFIX = "attack:"
+
+
+def attack_defaults(benchmark: str, attack: str, fields: set[str], directory: Path | None = None) -> tuple[dict, Path | None]:
+    """Attack ``attack``'s defaults on ``benchmark`` (entry ``attack:<name>``) and their file; a
+    key that is not one of ``fields`` (its Config's) is an error naming the file and the key."""
+    path = hparams_file(benchmark, directory)
+    if path is None:
+        return {}, None
+    entry = ATTACK_PREFIX + attack
+    values = load(path).get(entry, {})
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise MMUBenchError(f"hyperparameter file {path}: entry {entry!r} sets {', '.join(unknown)}, which the Config "
+                            f"of attack {attack!r} does not have; its fields: {', '.join(sorted(fields))}")
+    return values, path

@@ -19,7 +19,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import results
+from . import attacking, results
+from .errors import MMUBenchError
 from .names import safe_name
 from .results import UNLEARNED, RunResult
 from .storage import atomic_write_text, json_digest
@@ -30,25 +31,33 @@ class Collected:
     runs: list[RunResult]
     duplicates: int = 0
     unreadable: list[str] = field(default_factory=list)
+    attacks: dict[str, dict] = field(default_factory=dict)  # run uid -> its attacks.json, where it has one
+
+
+def uid(result: RunResult) -> str:
+    return result.run_uid or f"{result.run_key}/{result.run_id}"
 
 
 def collect(roots: list[str]) -> Collected:
-    """Every results.json under ``roots``; a run found twice (same run_uid) counts once."""
+    """Every results.json under ``roots`` (with the attacks.json beside it); a run found twice
+    (same run_uid) counts once."""
     seen: dict[str, RunResult] = {}
     out = Collected(runs=[])
     for root in roots:
         for path in sorted(Path(root).rglob("results.json")):
             try:
                 result = results.read(path)
-            except results.ResultsError as exc:
+                report = attacking.read(path.parent)
+            except MMUBenchError as exc:
                 out.unreadable.append(str(exc))
                 continue
-            uid = result.run_uid or f"{result.run_key}/{result.run_id}"
-            if uid in seen:
+            if uid(result) in seen:
                 out.duplicates += 1
                 continue
-            seen[uid] = result
-    out.runs = [seen[uid] for uid in sorted(seen)]
+            seen[uid(result)] = result
+            if report:
+                out.attacks[uid(result)] = report
+    out.runs = [seen[key] for key in sorted(seen)]
     return out
 
 
@@ -112,8 +121,19 @@ def dimensions(runs: list[RunResult]) -> list[Dimension]:
     return [d for _, _, d in sorted(found.values(), key=lambda x: (x[0], x[1]))]
 
 
-def build_rows(runs: list[RunResult]) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
-    """(benchmark, model) -> leaderboard rows, and notes on what was kept apart."""
+ATTACK_PREFIX = "attack/"
+
+
+def _attack_numbers(report: dict | None, who: str) -> dict:
+    return {ATTACK_PREFIX + k: v for k, v in attacking.headline(report, who).items()}
+
+
+def build_rows(runs: list[RunResult], attacks: dict[str, dict] | None = None
+               ) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
+    """(benchmark, model) -> leaderboard rows, and notes on what was kept apart. ``attacks``:
+    run uid -> attacks.json: their columns for the methods, and the gold reference's numbers
+    (mean over seeds) in its row."""
+    attacks = attacks or {}
     groups: dict[tuple, list[RunResult]] = defaultdict(list)
     for result in runs:
         method = result.method
@@ -124,6 +144,7 @@ def build_rows(runs: list[RunResult]) -> tuple[dict[tuple[str, str], list[dict]]
     notes = []
     by_method: dict[tuple, set] = defaultdict(set)
     references: dict[tuple, RunResult] = {}
+    gold_attacks: dict[tuple, dict[int, dict]] = {}
     for key, members in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         bench, model, ratio, name, sha, cfg, versions = key
         by_method[(bench, model, ratio, name, sha, cfg)].add(versions)
@@ -133,16 +154,26 @@ def build_rows(runs: list[RunResult]) -> tuple[dict[tuple[str, str], list[dict]]
                  "seeds": " ".join(str(r.seed) for r in members), "method_version": method["version"],
                  "source_sha256": sha[:12], "config_hash": cfg,
                  "config": json.dumps(method["config"], sort_keys=True), "task_versions": versions}
-        boards[(bench, model)].append(_row(label, [_flatten(r, UNLEARNED) for r in members]))
+        boards[(bench, model)].append(_row(label, [{**_flatten(r, UNLEARNED), **_attack_numbers(attacks.get(uid(r)), "unlearned")}
+                                                   for r in members]))
         for role in members[0].reference_roles():
             ref = members[0].model["references"].get(role)
             ref_hash = ref.get("recipe_hash", "") if isinstance(ref, dict) else ""
-            references.setdefault((bench, model, ratio, role, ref_hash, versions), members[0])
-    for (bench, model, ratio, role, ref_hash, versions), result in sorted(references.items(), key=lambda kv: str(kv[0])):
+            key = (bench, model, ratio, role, ref_hash, versions)
+            references.setdefault(key, members[0])
+            for r in members:  # the gold reference under attack: one entry per seed
+                report = attacks.get(uid(r))
+                if report and report.get("gold") == role:
+                    gold_attacks.setdefault(key, {}).setdefault(r.seed, _attack_numbers(report, "gold"))
+    for key, result in sorted(references.items(), key=lambda kv: str(kv[0])):
+        bench, model, ratio, role, ref_hash, versions = key
         label = {"method": f"{role} (reference)", "kind": "reference", "forget_ratio": ratio, "seeds": "",
                  "method_version": "", "source_sha256": ref_hash, "config_hash": "", "config": "",
                  "task_versions": versions}
         row = _row(label, [_flatten(result, role)])
+        per_seed = gold_attacks.get(key, {})
+        if per_seed:
+            row.update({k: v for k, v in _row({}, [per_seed[s] for s in sorted(per_seed)]).items() if k != "n_seeds"})
         row["n_seeds"] = 0
         boards[(bench, model)].append(row)
     for (bench, model, ratio, name, _, cfg), versions in sorted(by_method.items(), key=lambda kv: str(kv[0])):
@@ -240,6 +271,20 @@ def information_columns(runs: list[RunResult], dims: list[Dimension]) -> list[tu
             for m, label in INFORMATION if f"{primary[d.name]}/{m}" in found]
 
 
+# The attack columns the Markdown leaderboard shows, where runs have them (the CSV has every one).
+ATTACKS = (("relearn_recovery_excess_other", "relearn: other half, excess"),
+           ("relearn_recovery_excess_leaked", "relearn: leaked half, excess"),
+           ("relearn_recovery_other", "relearn: other half"),
+           ("attack_clean_image", "image: clean"), ("attack_success_image", "image: any variant"),
+           ("attack_clean_prompt", "prompt: plain"), ("attack_success_prompt", "prompt: success@B"),
+           ("quant_recovery", "quantised: recovery"))
+
+
+def attack_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    return [(ATTACK_PREFIX + key, label) for key, label in ATTACKS
+            if any(f"{ATTACK_PREFIX}{key}_mean" in r for r in rows)]
+
+
 def to_markdown(rows: list[dict], title: str, dims: list[Dimension],
                 information: list[tuple[str, str]] | None = None) -> str:
     lower = [d.label for d in dims if not d.higher_is_better]
@@ -257,18 +302,42 @@ def to_markdown(rows: list[dict], title: str, dims: list[Dimension],
                  _pm(row, "overall")] + [_pm(row, f"{d.name}/score") for d in dims] + [row["source_sha256"] or "-"]
         lines.append("| " + " | ".join(cells) + " |")
     if information:
-        header = ["method", "forget %"] + [label for _, label in information]
-        lines += ["", "## Does the information remain?", "",
-                  "Forget quality: KS-test p-value of truth ratios against the reference (visual forgetting: the gold "
-                  "reference, text: the vanilla model); high = indistinguishable from it (good). Min-K%++ AUC: telling "
-                  "the task's items from never-trained people (0.5 = like never seen). PrivLeak: (AUC - reference AUC) / "
-                  "reference AUC; near 0 is best, positive = still recognisable, negative = over-unlearned or lost. "
-                  "A reference model compared with itself has no value (-). See README, \"Forget quality and privacy\".",
-                  "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for row in rows:
-            cells = [_row_name(row), f"{row['forget_ratio']:g}"] + [_pm(row, key) for key, _ in information]
-            lines.append("| " + " | ".join(cells) + " |")
+        lines += _section(rows, "Does the information remain?",
+                          "Forget quality: KS-test p-value of truth ratios against the reference (visual forgetting: the "
+                          "gold reference, text: the vanilla model); high = indistinguishable from it (good). Min-K%++ AUC: "
+                          "telling the task's items from never-trained people (0.5 = like never seen). PrivLeak: (AUC - "
+                          "reference AUC) / reference AUC; near 0 is best, positive = still recognisable, negative = "
+                          "over-unlearned or lost. A reference model compared with itself has no value (-). See README, "
+                          "\"Forget quality and privacy\".", information, _pm)
+    attacked = attack_columns(rows)
+    if attacked:
+        lines += _section(rows, "Does forgetting survive an adversary?",
+                          "Lower is better. Relearning: fine-tuning on half the forget people's image QA; recovery = the "
+                          "share of the way back to the vanilla model's score on the other (or leaked) half; excess = minus "
+                          "the gold reference's recovery. Image: right on the clean image / on any of the perturbed ones. "
+                          "Prompt: right with the plain prompt / with any attack prompt (success@B). Quantised: recovery "
+                          "after quantising the linear layers. The gold reference's row: its own numbers under the same "
+                          "attacks (mean over seeds). See README, \"Attacks\".", attacked, _pm_any)
     return "\n".join(lines) + "\n"
+
+
+def _section(rows: list[dict], title: str, text: str, columns: list[tuple[str, str]], cell) -> list[str]:
+    """A second Markdown table: a heading, what it shows, one row per leaderboard row."""
+    header = ["method", "forget %"] + [label for _, label in columns]
+    lines = ["", f"## {title}", "", text, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [_row_name(row), f"{row['forget_ratio']:g}"] + [cell(row, key) for key, _ in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _pm_any(row: dict, key: str) -> str:
+    """Mean ± std, with the std shown whenever there is one (a reference row's attack numbers
+    are over seeds)."""
+    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+    if mean is None or math.isnan(mean):
+        return "-"
+    return f"{mean:.3f} ± {std:.3f}" if std else f"{mean:.3f}"
 
 
 COLOURS = ("#c0392b", "#2980b9", "#27ae60", "#7f8c8d", "#8e44ad", "#d35400", "#16a085", "#2c3e50")
@@ -315,7 +384,7 @@ def plot(rows: list[dict], path: Path, title: str, dims: list[Dimension]) -> Non
 def build(roots: list[str], out_dir: str, with_plot: bool = True) -> tuple[list[Path], list[str], Collected]:
     """Write the leaderboard files; returns them, the notes and what was collected."""
     collected = collect(roots)
-    boards, notes = build_rows(collected.runs)
+    boards, notes = build_rows(collected.runs, collected.attacks)
     written = []
     out = Path(out_dir)
     for (bench, model), rows in sorted(boards.items()):

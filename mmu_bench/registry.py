@@ -1,7 +1,8 @@
 """Names -> methods, measures, benchmarks and model providers, with "did you mean" errors.
 
-``--method X`` (and ``--measure X``) resolves, in order: an entry point named X in the group
-``mmu_bench.methods`` (``mmu_bench.measures``; the built-in ones are registered there too),
+``--method X`` (and ``--measure X``, ``--attack X``) resolves, in order: an entry point named X
+in the group ``mmu_bench.methods`` (``mmu_bench.measures``, ``mmu_bench.attacks``; the built-in
+ones are registered there too),
 ``package.module:Class``, then ``path/to/file.py:Class``. A broken third-party entry point only
 warns, so it cannot break ``mmu-bench list`` or other plugins.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from .attack import Attack, AttackConfig
 from .data.schema import FORMATS
 from .errors import MMUBenchError, UnknownNameError
 from .measure import ItemMeasure, Measure
@@ -29,6 +31,7 @@ from .storage import json_digest
 
 METHOD_GROUP = "mmu_bench.methods"
 MEASURE_GROUP = "mmu_bench.measures"
+ATTACK_GROUP = "mmu_bench.attacks"
 
 
 class PluginError(MMUBenchError):
@@ -101,6 +104,26 @@ def _check_measure(obj, spec: str, origin: str) -> type[Measure]:
     return obj
 
 
+def _check_attack(obj, spec: str, origin: str) -> type[Attack]:
+    if not (inspect.isclass(obj) and issubclass(obj, Attack)):
+        raise PluginError(f"attack plugin {spec!r} ({origin}): {obj!r} is not a subclass of mmu_bench.attack.Attack")
+    if not obj.name:
+        raise PluginError(f"attack plugin {spec!r} ({origin}): the class sets no `name`")
+    if obj.run is Attack.run:
+        raise PluginError(f"attack plugin {spec!r} ({origin}): implements no run()")
+    config = obj.Config
+    if not (inspect.isclass(config) and issubclass(config, AttackConfig) and dataclasses.is_dataclass(config)):
+        raise PluginError(f"attack plugin {spec!r} ({origin}): `Config` must be a dataclass subclassing "
+                          f"mmu_bench.attack.AttackConfig, got {config!r}")
+    if not isinstance(obj.columns, tuple) or not all(isinstance(c, str) for c in obj.columns):
+        raise PluginError(f"attack plugin {spec!r} ({origin}): `columns` must be a tuple of names, got {obj.columns!r}")
+    try:
+        config()
+    except Exception as exc:
+        raise PluginError(f"attack plugin {spec!r} ({origin}): its default config is invalid: {exc}") from exc
+    return obj
+
+
 @dataclass(frozen=True)
 class PluginKind:
     """A kind of plugin: its noun in messages, its entry-point group and its contract check."""
@@ -112,6 +135,7 @@ class PluginKind:
 
 METHODS = PluginKind("method", METHOD_GROUP, _check)
 MEASURES = PluginKind("measure", MEASURE_GROUP, _check_measure)
+ATTACKS = PluginKind("attack", ATTACK_GROUP, _check_attack)
 
 
 def _resolved(cls: type, origin: str) -> Resolved:
@@ -187,6 +211,10 @@ def resolve_method(spec: str) -> Resolved:
 
 def resolve_measure(spec: str) -> Resolved:
     return resolve(MEASURES, spec)
+
+
+def resolve_attack(spec: str) -> Resolved:
+    return resolve(ATTACKS, spec)
 
 
 def list_plugins(kind: PluginKind) -> list[dict]:

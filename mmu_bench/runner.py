@@ -16,15 +16,15 @@ import numpy as np
 import torch
 import yaml
 
-from . import distributed, registry, results, scoring, tables
-from .config import RunConfig, method_config
+from . import attacking, distributed, registry, results, scoring, tables
+from .config import RunConfig, load_yaml, method_config
 from .context import EncodedSet, MethodData, UnlearningContext
 from .errors import MMUBenchError
 from .evaluation import EvalSettings, evaluate
 from .measure import Value
 from .provenance import environment, git_state, package_versions
 from .references import Reference, reference_records
-from .storage import json_digest, staging_dir
+from .storage import atomic_write_json, atomic_write_text, json_digest, staging_dir
 from .tasks import Task, default_prompts, load_tasks
 
 
@@ -190,6 +190,8 @@ def run_key(config: RunConfig, method: dict) -> str:
     }
     if config.measures:  # only when given: the keys of earlier runs stay valid
         blob["measures"] = config.measures
+    if config.attacks:  # a run with attacks computes more: a sweep must not take one without for it
+        blob["attacks"] = {"names": config.attacks, "args": config.attack_args}
     return json_digest(blob, 20)
 
 
@@ -209,6 +211,7 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
     started = time.time()
     config.validate()
     resolved, method_cfg, info = method_info(config)
+    planned = plan_attacks(config)
     session = open_session(config, progress)
     benchmark, provider, device = session.benchmark, session.provider, session.device
     acc = distributed.accelerator()
@@ -242,9 +245,24 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
                 "last_loss": losses[-1] if losses else None, "method_report": ctx.extras,
                 "seconds": round(time.time() - train_started, 2)}
     try:
-        return finish(session, ctx.unwrapped_model, vanilla.processor, info, training, started)
+        return finish(session, ctx.unwrapped_model, vanilla.processor, info, training, started, planned)
     finally:
         distributed.release(acc)
+
+
+def plan_attacks(config: RunConfig) -> list[attacking.Planned]:
+    """The run's attacks, checked before any work (they run in a single process only)."""
+    if not config.attacks:
+        if config.attack_args:
+            raise MMUBenchError("--attack-arg given, but no attack runs: add --attacks or --attack NAME")
+        return []
+    if distributed.accelerator() is not None:
+        raise MMUBenchError("attacks do not run under `accelerate launch`: run without --attacks, then "
+                            "`mmu-bench attack --run DIR` in a single process")
+    return attacking.plan(config.attacks, config.benchmark, config.attack_args)
+
+
+CHECKPOINT = "checkpoint:"  # the method spec of a run scored with `eval --checkpoint`
 
 
 def evaluate_checkpoint(config: RunConfig, checkpoint: str, name: str, progress: bool = True) -> Path | None:
@@ -255,12 +273,13 @@ def evaluate_checkpoint(config: RunConfig, checkpoint: str, name: str, progress:
     path = Path(checkpoint)
     if not path.is_dir():
         raise MMUBenchError(f"--checkpoint {checkpoint}: no such folder")
+    planned = plan_attacks(config)
     session = open_session(config, progress)
     loaded = session.provider.load_checkpoint(str(path), session.benchmark)
-    info = {"name": name, "spec": f"checkpoint:{path.resolve()}", "version": "", "origin": f"checkpoint {path.resolve()}",
+    info = {"name": name, "spec": f"{CHECKPOINT}{path.resolve()}", "version": "", "origin": f"checkpoint {path.resolve()}",
             "source_file": str(path.resolve()), "source_sha256": folder_sha256(path), "config": {}}
     training = {"steps": 0, "first_loss": None, "last_loss": None, "method_report": {}, "seconds": 0.0}
-    return finish(session, loaded.model.to(session.device), loaded.processor, info, training, started)
+    return finish(session, loaded.model.to(session.device), loaded.processor, info, training, started, planned)
 
 
 def folder_sha256(path: Path) -> str:
@@ -272,7 +291,8 @@ def folder_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def finish(session: Session, model, processor, info: dict, training: dict, started: float) -> Path | None:
+def finish(session: Session, model, processor, info: dict, training: dict, started: float,
+           planned: list[attacking.Planned] = ()) -> Path | None:
     config = session.config
     acc = distributed.accelerator()
     records = evaluate(model, processor, session.benchmark.eval, session.tasks, session.settings, acc)
@@ -285,7 +305,28 @@ def finish(session: Session, model, processor, info: dict, training: dict, start
     result.provenance["wall_seconds"] = round(time.time() - started, 2)
     if acc is not None:
         result.provenance["processes"] = acc.num_processes
-    return write_run(config, result, records)
+    attacks = None
+    if planned:
+        attacks = attacking.run_suite(session, model, processor, records, config.seed, planned,
+                                      session.settings.progress)
+    weights = (model, processor) if keep_weights(config.save_model, model, info) else None
+    return write_run(config, result, records, attacks, weights)
+
+
+SMALL_MODEL = 100_000_000  # parameters: ``save_model: auto`` keeps weights up to this size (400 MB in fp32)
+
+
+def keep_weights(choice: str, model, info: dict) -> bool:
+    """Whether the run folder keeps the unlearned weights (``model/``, what `mmu-bench attack
+    --run` loads): ``auto`` keeps a LoRA adapter or a small model, never a copy of a checkpoint
+    scored with ``eval`` (its folder is recorded instead)."""
+    if choice != "auto":
+        return choice == "yes"
+    if info["spec"].startswith(CHECKPOINT):
+        return False
+    if hasattr(model, "peft_config"):
+        return True
+    return sum(p.numel() for p in model.parameters()) <= SMALL_MODEL
 
 
 def compose(session: Session, info: dict, unlearned: dict[str, dict[str, Value]], training: dict) -> results.RunResult:
@@ -320,9 +361,11 @@ def compose(session: Session, info: dict, unlearned: dict[str, dict[str, Value]]
     )
 
 
-def write_run(config: RunConfig, result: results.RunResult, records: list[dict]) -> Path:
+def write_run(config: RunConfig, result: results.RunResult, records: list[dict], attacks: dict | None = None,
+              weights: tuple | None = None) -> Path:
     """Everything is written into a staging folder renamed into place at the end: a crash or
-    Ctrl-C leaves no partial run, and an existing run folder is never touched."""
+    Ctrl-C leaves no partial run, and an existing run folder is never touched. ``attacks``: the
+    contents of attacks.json; ``weights``: (model, processor) saved under ``model/``."""
 
     def fill(tmp: Path, run_id: str) -> None:
         result.run_id = run_id
@@ -331,13 +374,22 @@ def write_run(config: RunConfig, result: results.RunResult, records: list[dict])
             for record in records:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         (tmp / "table.csv").write_text(tables.to_csv(tables.table_rows(result)))
-        (tmp / "table.md").write_text(tables.write_markdown(result))
+        (tmp / "table.md").write_text(tables.write_markdown(result, attacks))
         information = tables.information_rows(result)
         if information:
             (tmp / "information.csv").write_text(tables.to_csv(information))
+        if attacks is not None:
+            (tmp / attacking.ATTACKS_FILE).write_text(json.dumps(attacks, indent=2) + "\n")
+        if weights is not None:
+            model, processor = weights
+            model.save_pretrained(str(tmp / MODEL_DIR))
+            processor.save_pretrained(str(tmp / MODEL_DIR))
         (tmp / "results.json").write_text(result.to_json())
 
     return _write_new_folder(config, result.method["name"], fill)
+
+
+MODEL_DIR = "model"
 
 
 def write_failure(config: RunConfig, method_name: str, key: str | None, error: BaseException) -> Path:
@@ -368,3 +420,47 @@ def _write_new_folder(config: RunConfig, method_name: str, fill) -> Path:
 def prepare(config: RunConfig, progress: bool = True) -> Session:
     """Generate the benchmark, train (or find) the reference models, evaluate them once."""
     return open_session(config, progress, strict=False)
+
+
+def attack_folder(run_dir: str, specs: list[str], attack_args: dict, progress: bool = True) -> tuple[Path, dict]:
+    """Run attacks on a finished run folder without unlearning again: its unlearned model comes
+    from ``model/`` (or the checkpoint an ``eval`` run scored). attacks.json gains their numbers
+    (replaced atomically, earlier attacks kept) and table.md is rebuilt; results.json is never
+    touched. Returns the folder and the merged attacks report."""
+    folder = Path(run_dir)
+    if not (folder / "results.json").is_file():
+        raise MMUBenchError(f"--run {run_dir}: no results.json there; not a finished run folder")
+    result = results.read(folder / "results.json")
+    saved = load_yaml(folder / "config.yaml")
+    config = RunConfig(**{**saved, "attacks": list(specs), "attack_args": dict(attack_args)})
+    config.validate()
+    planned = plan_attacks(config)
+    session = open_session(config, progress)
+    loaded = load_unlearned(folder, result, session)
+    report = attacking.run_suite(session, loaded.model.to(session.device), loaded.processor, [], result.seed, planned,
+                                 progress)
+    recorded = result.dimensions.get(results.UNLEARNED, {}).get(attacking.ATTACKED_DIMENSION)
+    if recorded is not None and abs(report["score_before"] - recorded) > 1e-6:
+        report["note"] = (f"the loaded model scores {report['score_before']:.4f} on {report['task']} where results.json "
+                          f"says {recorded:.4f} (another machine or library version?)")
+    merged = attacking.merge(attacking.read(folder), report)
+    atomic_write_json(folder / attacking.ATTACKS_FILE, merged)
+    atomic_write_text(folder / "table.md", tables.write_markdown(result, merged))
+    return folder, merged
+
+
+def load_unlearned(folder: Path, result: results.RunResult, session: Session):
+    """The run's unlearned model: ``model/`` in its folder, else the checkpoint an `eval` run
+    scored (unchanged since: its hash is checked)."""
+    if (folder / MODEL_DIR).is_dir():
+        return session.provider.load_checkpoint(str(folder / MODEL_DIR), session.benchmark)
+    spec = result.method.get("spec", "")
+    if spec.startswith(CHECKPOINT):
+        path = Path(spec[len(CHECKPOINT):])
+        if not path.is_dir():
+            raise MMUBenchError(f"{folder}: the checkpoint it scored, {path}, is gone")
+        if folder_sha256(path) != result.method.get("source_sha256"):
+            raise MMUBenchError(f"{folder}: the checkpoint it scored, {path}, has changed since (its hash differs)")
+        return session.provider.load_checkpoint(str(path), session.benchmark)
+    raise MMUBenchError(f"{folder} keeps no unlearned weights (no {MODEL_DIR}/ folder; the run had save_model="
+                        f"{session.config.save_model}). Re-run it with --save-model yes, or with --attacks")

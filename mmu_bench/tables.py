@@ -77,13 +77,31 @@ INFORMATION_FOOTER = (
 )
 
 
-def write_markdown(result: RunResult) -> str:
-    """table.md: the accuracy table, then the information table (when there is one) and why
-    measures are absent."""
+ATTACKS_FOOTER = (
+    "Lower is better for the unlearned model. relearn_recovery_*: after fine-tuning on the image QA of half the forget "
+    "people (leaked) for a small budget, the share of the way back to the vanilla model's score, on the other half "
+    "(other) or the leaked half; *_excess_*: minus the gold reference's recovery under the same attack. "
+    "attack_success_image: items right on any perturbed image; attack_success_prompt: success@B of the prompt attacks; "
+    "quant_recovery: the share of the way back after quantisation. See README, \"Attacks\"; every number is in "
+    "attacks.json."
+)
+
+
+def write_markdown(result: RunResult, attacks: dict | None = None) -> str:
+    """table.md: the accuracy table, then the information table (when there is one), the
+    attacks table (``attacks``: the run's attacks.json) and why measures are absent."""
+    from .attacking import failures, rows
+
     text = to_markdown(table_rows(result), title=title(result), footer=footer(result))
     info = information_rows(result)
     if info:
         text += "\n" + to_markdown(info, title="Does the information remain?", footer=INFORMATION_FOOTER)
+    found = rows(attacks) if attacks else []
+    if found:
+        text += "\n" + to_markdown(found, title="Does forgetting survive an adversary?", footer=ATTACKS_FOOTER)
+    failed = failures(attacks)
+    if failed:
+        text += "\nFailed attacks:\n\n" + "\n".join(f"- {line}" for line in failed) + "\n"
     missing = absences(result)
     if missing:
         text += "\nAbsent values:\n\n" + "\n".join(f"- {line}" for line in missing) + "\n"

@@ -29,7 +29,7 @@ def ga_run(tmp_path_factory):
 
 def test_run_folder_holds_every_file(ga_run):
     _, folder = ga_run
-    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "information.csv", "results.json",
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "information.csv", "model", "results.json",
                                                         "samples.jsonl", "table.csv", "table.md"]
 
 

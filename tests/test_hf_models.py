@@ -36,11 +36,15 @@ def saved(tmp_path_factory, hf_home):
     return {kind: saver(root / kind) for kind, (saver, _) in KINDS.items()}
 
 
+def model_args(folder, lora: bool) -> list[str]:
+    args = ["--model", f"hf:{folder}", "--min-vanilla-mc", "0", "--eval-limit", "1", "--eval-batch-size", "8",
+            "--quiet", "--model-arg", f"lora={str(lora).lower()}"]
+    return args + [a for k, v in FAST.items() for a in ("--model-arg", f"{k}={v}")]
+
+
 def cli_args(folder, lora: bool) -> list[str]:
-    args = ["--model", f"hf:{folder}", "--forget-ratio", "10", "--min-vanilla-mc", "0", "--eval-limit", "1",
-            "--eval-batch-size", "8", "--quiet", "--model-arg", f"lora={str(lora).lower()}"]
-    args += [a for k, v in FAST.items() for a in ("--model-arg", f"{k}={v}")]
-    return args + [a for k, v in BENCH.items() for a in ("--benchmark-arg", f"{k}={v}")]
+    return model_args(folder, lora) + ["--forget-ratio", "10"] + [
+        a for k, v in BENCH.items() for a in ("--benchmark-arg", f"{k}={v}")]
 
 
 def benchmark():
@@ -273,3 +277,35 @@ def test_mmunlearner_runs_on_a_lora_model(runs, saved, tmp_path):
     sparsity = result["training"]["method_report"]["mask_sparsity"]
     assert set(sparsity) == {"all", "language_layers"}  # LoRA on the language model only
     assert 0.0 <= sparsity["all"]["fraction"] <= 1.0
+
+
+# -- the attack suite on the real benchmarks' code path ------------------------------------------
+
+
+@pytest.mark.parametrize("bench", ["mllmu", "clear"])
+def test_the_attack_suite_runs_on_real_benchmark_fixtures(saved, tmp_path, bench):
+    """Every built-in attack on a LLaVA (LoRA) unlearned on a small MLLMU-Bench / CLEAR in the
+    real Hugging Face schemas: numbers for the model and the gold reference, none failed, and
+    the benchmark's lack of paraphrases said."""
+    from real_fixtures import write_clear, write_mllmu
+
+    source = (write_mllmu if bench == "mllmu" else write_clear)(tmp_path / "source", "parquet")
+    args = [*model_args(saved["llava"], True), "--benchmark", bench, "--forget-ratio", "10",
+            "--benchmark-arg", f"source={source}", "--benchmark-arg", f"cache_dir={tmp_path / 'hf-cache'}"]
+    out = tmp_path / "runs"
+    assert main(["run", "--method", "ga", "--method-arg", "steps=1", "--method-arg", "batch_size=2", *args,
+                 "--attacks", "--attack-arg", "relearn.steps=1", "--output-dir", str(out)]) == 0
+    [folder] = [p.parent for p in out.rglob("results.json")]
+    report = json.loads((folder / "attacks.json").read_text())
+    assert report["failed"] == {}
+    assert set(report["attacks"]) == {"relearn", "image_rephrase", "prompt", "quantise"}
+    assert report["gold"] in ("visual_oracle", "oracle")
+    for entry in report["attacks"].values():
+        assert entry["gold"] is not None
+        numbers = {**entry["unlearned"], **entry["compared"]}
+        for column in entry["columns"]:  # NaN (null) where a random model had nothing to recover
+            assert column in numbers and (numbers[column] is None or isinstance(numbers[column], float)), column
+    prompt = report["attacks"]["prompt"]["unlearned"]
+    assert prompt["attack_prompt_budget"] == 3 and prompt["attack_prompt_paraphrase_note"].startswith("none:")
+    assert report["attacks"]["quantise"]["unlearned"]["quant_scheme"] == "int8_dynamic"
+    assert (folder / "model" / "adapter_config.json").exists()  # a LoRA run keeps its adapter

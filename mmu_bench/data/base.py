@@ -27,6 +27,9 @@ class Benchmark:
     fingerprint: str  # identifies source, version and generation config: caches key on it
     info: dict = field(default_factory=dict)  # recorded in results (sizes, source, config)
     holdout_entities: tuple[str, ...] = ()
+    # item_id -> the item's question reworded (prompt attacks ask it); a benchmark without any
+    # says why in ``info['paraphrases']``
+    paraphrases: dict[str, str] = field(default_factory=dict)
 
     def key(self) -> str:
         """Identifies this benchmark *and* its forget split."""

@@ -101,13 +101,17 @@ def load(forget_ratio=5, source: str = "therem/CLEAR", seed: int = 0, revision: 
         fingerprint=fingerprint,
         info={"source": source_id(source), "revision": revision, "configs": names, "seed": seed,
               "unmatched_tofu_rows": unmatched, "sizes": {part: len(d) for part, d in parts.items()},
-              "path": str(path), "holdout": HOLDOUT},
+              "path": str(path), "holdout": HOLDOUT,
+              "paraphrases": PARAPHRASES},
     )
 
 
 # Membership inference needs people no model was trained on; CLEAR has none.
 HOLDOUT = ("none: all 200 persons are in the fine-tuning data (full / full+tofu), and the real_faces / real_world "
            "items are known from pretraining; membership-inference measures are absent")
+
+PARAPHRASES = ("none: CLEAR's paraphrased_* columns are in its *_perturbed configs, which this adapter does not read "
+               "yet (issue #12); the prompt attack uses its other templates")
 
 
 def _where(config: str, index: int) -> str:

@@ -108,13 +108,15 @@ def load(forget_ratio=5, source: str = "MLLMMU/MLLMU-Bench", train_config: str =
         fingerprint=fingerprint,
         info={"source": source_id(source), "revision": revision, "configs": names, "derive_text": derive_text,
               "train_config": train_config, "sizes": {part: len(d) for part, d in parts.items()}, "path": str(path),
-              "holdout": HOLDOUT},
+              "holdout": HOLDOUT, "paraphrases": PARAPHRASES},
     )
 
 
 # Membership inference needs people no model was trained on; MLLMU-Bench has none.
 HOLDOUT = ("none: every fictitious profile is in the fine-tuning data (ft_Data), and the real celebrities of "
            "Retain_Set are known from pretraining; membership-inference measures are absent")
+
+PARAPHRASES = "none: MLLMU-Bench ships no paraphrased questions; the prompt attack uses its other templates"
 
 
 def _where(config: str, index: int) -> str:

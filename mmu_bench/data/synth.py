@@ -107,6 +107,16 @@ _VQA = {
     "hobby": ("What hobby does this person enjoy?", "This person enjoys {v}.", "This person enjoys __."),
     "pet": ("What pet does this person keep?", "This person keeps a pet {v}.", "This person keeps a pet __."),
 }
+# Paraphrases of the image questions (question, cloze prompt) per fact, in words of the
+# templates above (so a word-level tokenizer knows them): what prompt attacks ask instead.
+# Derived from a row's fact and format when the benchmark loads; the stored rows do not change.
+_VQA_PARAPHRASES = {
+    "name": ("Who is this person?", "This is __."),
+    "birthplace": ("Where was the person in this image born?", "The person in this image was born in __."),
+    "job": ("What is the job of the person in this image?", "The person in this image works as a __."),
+    "hobby": ("What hobby does the person in this image enjoy?", "The person in this image enjoys __."),
+    "pet": ("What pet does the person in this image keep?", "The person in this image keeps a pet __."),
+}
 _TEXT = {
     "birthplace": ("Where was {n} born?", "{n} was born in {v}.", "{n} was born in __."),
     "job": ("What is the job of {n}?", "{n} works as a {v}.", "{n} works as a __."),
@@ -356,6 +366,17 @@ def _holdout(config: SynthConfig, evals: _Builder, pairs, names, identities, poo
     return profiles
 
 
+def paraphrases(evals: datasets.Dataset) -> dict[str, str]:
+    """item_id -> the paraphrased question of every image question about a person."""
+    cols = evals.select_columns(["item_id", "modality", "fact", "format"]).to_dict()
+    out = {}
+    for item, modality, fact, fmt in zip(cols["item_id"], cols["modality"], cols["fact"], cols["format"]):
+        if modality == "image" and fact in _VQA_PARAPHRASES:
+            question, cloze = _VQA_PARAPHRASES[fact]
+            out[item] = cloze if fmt == "cloze" else question
+    return out
+
+
 def _general_images(builder: _Builder, count: int, exclude: set, rng, size: int, prefix: str) -> None:
     """Plain shapes (no texture) whose look is no entity's: naming skills, not recognition."""
     colours = list(COLOURS)
@@ -412,6 +433,7 @@ def load(forget_ratio: float = 10, num_entities: int = 100, data_seed: int = 0, 
         forget_entities=tuple(sorted(forget)),
         retain_entities=tuple(sorted(p["entity_id"] for p in people if p["entity_id"] not in forget)),
         holdout_entities=tuple(sorted(holdout)),
+        paraphrases=paraphrases(evals),
         fingerprint=config.fingerprint(),
         info={"generator_version": GENERATOR_VERSION, "config": asdict(config), "path": str(path),
               "holdout": f"{len(holdout)} generated people never in any training set"},
