@@ -301,16 +301,26 @@ def test_a_failing_attack_is_reported_and_leaves_the_run_intact(attacked_run, tm
     assert "Failed attacks" in (folder / "table.md").read_text()
 
 
-def test_a_run_folder_without_weights_cannot_be_attacked(attacked_run, capsys):
-    out, _ = attacked_run
-    args = ["run", "--method", "ga", "--method-arg", "lr=1e-3", "--method-arg", "steps=10", *SMALL,
-            "--forget-ratio", "10", "--output-dir", str(out / "nosave"), "--save-model", "no"]
-    assert main(args) == 0
-    (folder,) = (out / "nosave" / "mmu-synth" / "tiny-llava" / "ga").iterdir()
-    assert not (folder / "model").exists()
-    assert main(["attack", "--run", str(folder), "--attack", "quantise", "--quiet"]) == 2
+def test_a_run_folder_without_weights_cannot_be_attacked(attacked_run, tmp_path, capsys):
+    import shutil
+
+    _, folder = attacked_run
+    bare = shutil.copytree(folder, tmp_path / folder.name, ignore=shutil.ignore_patterns("model", "attacks.json"))
+    assert main(["attack", "--run", str(bare), "--attack", "quantise", "--quiet"]) == 2
     assert "keeps no unlearned weights" in capsys.readouterr().err
-    assert not (folder / "attacks.json").exists()
+    assert not (bare / "attacks.json").exists()
+
+
+def test_save_model_no_keeps_no_weights():
+    import torch
+
+    from mmu_bench.runner import keep_weights
+
+    tiny = SimpleNamespace(parameters=lambda: [torch.zeros(10)])
+    assert keep_weights("auto", tiny, {"spec": "ga"}) and not keep_weights("no", tiny, {"spec": "ga"})
+    assert not keep_weights("auto", tiny, {"spec": "checkpoint:/somewhere"})  # its folder is recorded instead
+    big = SimpleNamespace(parameters=lambda: [torch.zeros(1), SimpleNamespace(numel=lambda: 200_000_000)])
+    assert not keep_weights("auto", big, {"spec": "ga"}) and keep_weights("yes", big, {"spec": "ga"})
 
 
 def test_leaderboards_gain_the_attack_columns(attacked_run, tmp_path):
