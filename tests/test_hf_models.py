@@ -309,3 +309,8 @@ def test_the_attack_suite_runs_on_real_benchmark_fixtures(saved, tmp_path, bench
     assert prompt["attack_prompt_budget"] == 3 and prompt["attack_prompt_paraphrase_note"].startswith("none:")
     assert report["attacks"]["quantise"]["unlearned"]["quant_scheme"] == "int8_dynamic"
     assert (folder / "model" / "adapter_config.json").exists()  # a LoRA run keeps its adapter
+    # ... which `attack --run` merges into the vanilla model again: the same model, the same numbers.
+    assert main(["attack", "--run", str(folder), "--attack", "quantise", "--quiet"]) == 0
+    again = json.loads((folder / "attacks.json").read_text())
+    assert again["score_before"] == pytest.approx(report["score_before"]) and "note" not in again
+    assert again["attacks"]["quantise"]["unlearned"] == report["attacks"]["quantise"]["unlearned"]

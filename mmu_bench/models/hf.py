@@ -306,7 +306,10 @@ class HFProvider(CachedProvider):
                 model = self._full_model(path)
         except (OSError, ValueError) as exc:
             raise MMUBenchError(f"--checkpoint {path}: cannot load it as a {self.options.path} model ({exc})") from exc
-        processor = self._load_processor(path) if _has_processor(path) else self.processor()
+        # A processor saved beside full weights is read from there; an adapter folder has no
+        # model config to read one with, and unlearning never changes the base model's.
+        own = _has_processor(path) and (Path(path) / "config.json").is_file()
+        processor = self._load_processor(path) if own else self.processor()
         model.eval()
         return LoadedModel(model, processor, "checkpoint", str(path), "")
 
