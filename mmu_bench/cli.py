@@ -59,8 +59,9 @@ def _add_attack_options(parser: argparse.ArgumentParser, flags: bool = True) -> 
     if flags:
         parser.add_argument("--attacks", action="store_true",
                             help="after evaluation, run every registered attack (README, \"Attacks\")")
+    when = "after evaluation" if flags else "(default: every registered attack)"
     parser.add_argument("--attack", dest="attack_names", action="append", default=None, metavar="ATTACK",
-                        help="an attack to run after evaluation: a registered name, package.module:Class or "
+                        help=f"an attack to run {when}: a registered name, package.module:Class or "
                              "path/to/file.py:Class (repeatable)")
 
 
