@@ -52,7 +52,8 @@ def plan(specs: list[str], benchmark: str, attack_args: dict) -> list[Planned]:
     ``hparams/<benchmark>.yaml`` <- ``attack_args``): every name and option is checked here,
     before any work."""
     planned = []
-    for spec in names(specs):
+    wanted = names(specs)
+    for spec in wanted:
         resolved = registry.resolve_attack(spec)
         cls = resolved.cls
         fields = {f.name for f in cls.Config.__dataclass_fields__.values()}
@@ -61,7 +62,7 @@ def plan(specs: list[str], benchmark: str, attack_args: dict) -> list[Planned]:
                  if key.split(".", 1)[0] in (spec, cls.name)}
         config = typed_dataclass(cls.Config, {**defaults, **given}, f"attack {cls.name!r}", "option")
         planned.append(Planned(resolved, cls(config), dict(config.__dict__)))
-    known = {p.resolved.name for p in planned} | {spec for spec in names(specs)}
+    known = {p.resolved.name for p in planned} | set(wanted)
     stray = sorted({key.split(".", 1)[0] for key in attack_args} - known)
     if stray:
         raise MMUBenchError(f"--attack-arg names attack(s) {', '.join(stray)}, which this run does not run "

@@ -293,8 +293,8 @@ def make_parser() -> argparse.ArgumentParser:
                                          "unless --attack names some); adds to its attacks.json")
     p.add_argument("--run", required=True, metavar="DIR", help="the run folder (it needs model/ or an eval checkpoint)")
     _add_attack_options(p, flags=False)
-    p.add_argument("--attack-arg", dest="attack_args", action="append", default=None, metavar="ATTACK.KEY=VALUE",
-                   help="an attack option (repeatable), e.g. relearn.steps=20")
+    flag, help_text = _KV["attack_args"]
+    p.add_argument(flag, dest="attack_args", action="append", default=None, metavar="KEY=VALUE", help=help_text)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_attack)
     p = sub.add_parser("sweep", help="run a grid of methods x seeds x forget ratios; resumes, continues past failures")

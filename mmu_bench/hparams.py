@@ -59,13 +59,18 @@ def defaults(benchmark: str, method: str, fields: set[str] | None = None,
     shared, own = data.get(EVERY_METHOD, {}), data.get(method, {})
     if fields is not None:
         for entry, values in ((EVERY_METHOD, shared), (method, own)):
-            unknown = sorted(set(values) - set(fields))
-            if unknown:
-                which = "every method" if entry == EVERY_METHOD else f"method {method!r}"
-                raise MMUBenchError(
-                    f"hyperparameter file {path}: entry {entry!r} ({which}) sets {', '.join(unknown)}, which the "
-                    f"Config of method {method!r} does not have; its fields: {', '.join(sorted(fields))}")
+            which = "every method" if entry == EVERY_METHOD else f"method {method!r}"
+            check_fields(path, f"{entry!r} ({which})", values, fields, f"method {method!r}")
     return {**shared, **own}, path
+
+
+def check_fields(path: Path, entry: str, values: dict, fields: set[str], owner: str) -> None:
+    """An entry's keys must be fields of ``owner``'s Config: else an error naming the file,
+    the entry and the keys."""
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise MMUBenchError(f"hyperparameter file {path}: entry {entry} sets {', '.join(unknown)}, which the Config "
+                            f"of {owner} does not have; its fields: {', '.join(sorted(fields))}")
 
 
 ATTACK_PREFIX = "attack:"
@@ -79,8 +84,5 @@ def attack_defaults(benchmark: str, attack: str, fields: set[str], directory: Pa
         return {}, None
     entry = ATTACK_PREFIX + attack
     values = load(path).get(entry, {})
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise MMUBenchError(f"hyperparameter file {path}: entry {entry!r} sets {', '.join(unknown)}, which the Config "
-                            f"of attack {attack!r} does not have; its fields: {', '.join(sorted(fields))}")
+    check_fields(path, repr(entry), values, fields, f"attack {attack!r}")
     return values, path

@@ -379,7 +379,7 @@ def write_run(config: RunConfig, result: results.RunResult, records: list[dict],
         if information:
             (tmp / "information.csv").write_text(tables.to_csv(information))
         if attacks is not None:
-            (tmp / attacking.ATTACKS_FILE).write_text(json.dumps(attacks, indent=2) + "\n")
+            atomic_write_json(tmp / attacking.ATTACKS_FILE, attacks)  # the form `attack --run` rewrites it in
         if weights is not None:
             model, processor = weights
             model.save_pretrained(str(tmp / MODEL_DIR))
