@@ -124,5 +124,6 @@ class MMUnlearner(UnlearningMethod):
                 stepper.step(nll(ctx.model, to_device(next(retain), ctx.model)), step, kind="retain")
                 step += 1
                 bar.update()
+            ctx.step_done(step, total)  # a forget-retain cycle is this method's natural checkpoint
         bar.close()
         ctx.model.eval()

@@ -27,6 +27,16 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def alternate(commands: dict[str, list[str]], repeats: int) -> dict[str, list[float]]:
+    """Each command's wall times, the commands taking turns so that machine noise hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for i in range(repeats):
+        for name, cmd in commands.items():
+            times[name].append(timed(cmd))
+            print(f"run {i + 1} {name}: {times[name][-1]:.1f} s")
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--baseline", required=True, help="the other install's mmu-bench executable")
@@ -39,11 +49,7 @@ def main() -> None:
                 for name, exe in (("baseline", args.baseline), ("current", args.current))}
     for name, cmd in commands.items():
         print(f"warming {name}: {timed(cmd):.1f} s")
-    times: dict[str, list[float]] = {name: [] for name in commands}
-    for i in range(args.repeats):
-        for name, cmd in commands.items():
-            times[name].append(timed(cmd))
-            print(f"run {i + 1} {name}: {times[name][-1]:.1f} s")
+    times = alternate(commands, args.repeats)
     base, cur = statistics.median(times["baseline"]), statistics.median(times["current"])
     print(f"median: baseline {base:.1f} s, current {cur:.1f} s; ratio {cur / base:.2f}x "
           f"({(cur / base - 1) * 100:+.0f} %)")

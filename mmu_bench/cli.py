@@ -25,6 +25,11 @@ _FLAGS = {
     "min_vanilla_mc": ("--min-vanilla-mc", "refuse to report when the vanilla model's multiple-choice accuracy on "
                                           "the forget entities is under this (default 0.9)"),
     "device": ("--device", "auto, cpu, cuda or cuda:N (default auto)"),
+    "trajectory": ("--trajectory", "score the model at this many evenly spaced points of unlearning, plus the "
+                                   "start and the end, for trajectory.jsonl and matched-forgetting scores "
+                                   "(default 8; 0: none)"),
+    "trajectory_sample": ("--trajectory-sample", "items per task and format scored at each trajectory point "
+                                                 "(a seeded sample, the same in every run; default 24)"),
     "save_model": ("--save-model", "keep the unlearned weights in the run folder's model/ (what `mmu-bench attack "
                                    "--run` loads): auto (a LoRA adapter or a model under 100M parameters), yes or no"),
 }

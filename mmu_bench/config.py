@@ -35,6 +35,8 @@ class RunConfig:
     attacks: list[str] = field(default_factory=list)  # attacks after evaluation ("all": every registered one)
     attack_args: dict = field(default_factory=dict)  # "<attack>.<option>" -> value
     save_model: str = "auto"  # keep the unlearned weights in the run folder: auto (small ones) | yes | no
+    trajectory: int = 8  # score the model at this many evenly spaced points of unlearning (0: none)
+    trajectory_sample: int = 24  # ... on this many items per task and format (a seeded sample)
 
     def validate(self) -> None:
         """Checks that need no data or model: run before any work is done."""
@@ -48,6 +50,9 @@ class RunConfig:
             raise MMUBenchError(f"eval limit must be at least 1, got {self.eval_limit}")
         if not 0 <= self.min_vanilla_mc <= 1:
             raise MMUBenchError(f"min vanilla accuracy must be in [0, 1], got {self.min_vanilla_mc}")
+        if self.trajectory < 0 or self.trajectory_sample < 1:
+            raise MMUBenchError(f"trajectory must be >= 0 points and trajectory sample >= 1 item, got "
+                                f"{self.trajectory} and {self.trajectory_sample}")
         if self.save_model not in ("auto", "yes", "no"):
             raise MMUBenchError(f"save model must be auto, yes or no, got {self.save_model!r}")
         bad = [k for k in self.attack_args if "." not in str(k)]

@@ -87,6 +87,7 @@ class UnlearningContext:
     progress: bool = True  # show training progress bars (``--quiet`` turns them off)
     history: list[dict] = field(default_factory=list)  # what the loop and the method log
     extras: dict = field(default_factory=dict)  # method-reported facts, saved in results.json
+    on_step: Callable[[int, int], None] | None = None  # the harness's trajectory (``step_done``)
     _references: dict = field(default_factory=dict)
 
     @property
@@ -112,6 +113,14 @@ class UnlearningContext:
 
     def log(self, **values) -> None:
         self.history.append(values)
+
+    def step_done(self, step: int, total: int) -> None:
+        """Tell the harness that ``step`` of ``total`` steps are done (1-based; call it at the
+        method's natural checkpoints, e.g. after each forget-retain cycle). When a trajectory
+        point is due (``--trajectory``) the model is scored here, on a sample, without touching
+        the run's random streams. The shared loop calls it after every step."""
+        if self.on_step is not None:
+            self.on_step(step, total)
 
     def report(self, **facts) -> None:
         """Facts about the method's run (mask sparsity, ...) to keep in results.json."""

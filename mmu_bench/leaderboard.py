@@ -19,7 +19,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import attacking, results
+import numpy as np
+
+from . import attacking, results, stats, trajectory
 from .errors import MMUBenchError
 from .names import safe_name
 from .results import UNLEARNED, RunResult
@@ -32,6 +34,7 @@ class Collected:
     duplicates: int = 0
     unreadable: list[str] = field(default_factory=list)
     attacks: dict[str, dict] = field(default_factory=dict)  # run uid -> its attacks.json, where it has one
+    trajectories: dict[str, list[dict]] = field(default_factory=dict)  # run uid -> its trajectory.jsonl points
 
 
 def uid(result: RunResult) -> str:
@@ -48,7 +51,8 @@ def collect(roots: list[str]) -> Collected:
             try:
                 result = results.read(path)
                 report = attacking.read(path.parent)
-            except MMUBenchError as exc:
+                points = trajectory.read(path.parent)
+            except (MMUBenchError, ValueError) as exc:
                 out.unreadable.append(str(exc))
                 continue
             if uid(result) in seen:
@@ -57,6 +61,8 @@ def collect(roots: list[str]) -> Collected:
             seen[uid(result)] = result
             if report:
                 out.attacks[uid(result)] = report
+            if points:
+                out.trajectories[uid(result)] = points
     out.runs = [seen[key] for key in sorted(seen)]
     return out
 
@@ -99,6 +105,25 @@ def _flatten(result: RunResult, model: str) -> dict:
     for task, per_measure in result.scores[model].items():
         for measure, value in per_measure.items():
             flat[f"{task}/{measure}"] = value.mean
+    if model == UNLEARNED and result.trade_off:
+        flat.update(_trade_off_numbers(result.trade_off))
+    return flat
+
+
+MATCHED, AUC = "matched/", "auc/"
+
+
+def _trade_off_numbers(summary: dict) -> dict:
+    """A run's matched-forgetting values (None: not reached), whether it reached each level
+    (1 or 0) and its trade-off areas."""
+    top = summary.get("max_forgetting")
+    flat: dict = {"max_forgetting": top}
+    for level, per_curve in summary.get("matched", {}).items():
+        flat[f"{MATCHED}{level}/reached"] = float(top is not None and top >= float(level))
+        for curve, value in per_curve.items():
+            flat[f"{MATCHED}{level}/{curve}"] = value
+    for curve, value in summary.get("auc", {}).items():
+        flat[f"{AUC}{curve}"] = value
     return flat
 
 
@@ -128,12 +153,14 @@ def _attack_numbers(report: dict | None, who: str) -> dict:
     return {ATTACK_PREFIX + k: v for k, v in attacking.headline(report, who).items()}
 
 
-def build_rows(runs: list[RunResult], attacks: dict[str, dict] | None = None
-               ) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
+def build_rows(runs: list[RunResult], attacks: dict[str, dict] | None = None,
+               trajectories: dict[str, list[dict]] | None = None) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
     """(benchmark, model) -> leaderboard rows, and notes on what was kept apart. ``attacks``:
     run uid -> attacks.json: their columns for the methods, and the gold reference's numbers
-    (mean over seeds) in its row."""
+    (mean over seeds) in its row. ``trajectories``: run uid -> its trajectory points, for the
+    intervals of the matched-forgetting columns."""
     attacks = attacks or {}
+    trajectories = trajectories or {}
     groups: dict[tuple, list[RunResult]] = defaultdict(list)
     for result in runs:
         method = result.method
@@ -154,8 +181,14 @@ def build_rows(runs: list[RunResult], attacks: dict[str, dict] | None = None
                  "seeds": " ".join(str(r.seed) for r in members), "method_version": method["version"],
                  "source_sha256": sha[:12], "config_hash": cfg,
                  "config": json.dumps(method["config"], sort_keys=True), "task_versions": versions}
-        boards[(bench, model)].append(_row(label, [{**_flatten(r, UNLEARNED), **_attack_numbers(attacks.get(uid(r)), "unlearned")}
-                                                   for r in members]))
+        per_run = [{**_flatten(r, UNLEARNED), **_attack_numbers(attacks.get(uid(r)), "unlearned")} for r in members]
+        row = _row(label, per_run)
+        row.update(_intervals(members, trajectories))
+        row[SEEDS] = {key: {r.seed: run.get(key) for r, run in zip(members, per_run)} for key in _tested(per_run)}
+        traces = [_trace(trajectories.get(uid(r), []), r) for r in members]
+        if all(traces):
+            row[TRACE] = traces
+        boards[(bench, model)].append(row)
         for role in members[0].reference_roles():
             ref = members[0].model["references"].get(role)
             ref_hash = ref.get("recipe_hash", "") if isinstance(ref, dict) else ""
@@ -182,9 +215,96 @@ def build_rows(runs: list[RunResult], attacks: dict[str, dict] | None = None
                          f"{len(versions)} different task versions; each has its own row")
     for rows in boards.values():
         _name_variants(rows)
+        _paired_tests(rows)
         rows.sort(key=lambda r: (-_sortable(r["overall_mean"]), r["kind"], r["method"], r["forget_ratio"],
                                  r["config_hash"], r["task_versions"]))
     return boards, notes
+
+
+BEST = "best"  # the p-value cell of the best row
+TRACE = "_trace"  # a row's per-seed trajectories, normalised, with the harmonic curve (for the plot; not written)
+
+
+def _point(normalised: dict, key: str) -> float:
+    value = normalised.get(key)
+    return float("nan") if value is None else value
+
+
+def _trace(lines: list[dict], result: RunResult) -> list[dict]:
+    """A run's points' normalised scores, with the harmonic mean of its retention dimensions."""
+    retention = result.trade_off.get("retention", [])
+    return [{**line["normalised"], "harmonic": results.harmonic_mean([_point(line["normalised"], d) for d in retention])}
+            for line in lines] if retention else []
+SEEDS = "_per_seed"  # a row's per-seed values of the tested columns (for the paired tests; not written)
+
+
+def _tested(per_run: list[dict]) -> list[str]:
+    """The columns compared across methods with a paired test: the overall score, every
+    matched-forgetting value and the trade-off areas."""
+    keys = {k for run in per_run for k in run}
+    return ["overall"] + sorted(k for k in keys if (k.startswith(MATCHED) and not k.endswith("/reached"))
+                                or k.startswith(AUC))
+
+
+def _intervals(members: list[RunResult], trajectories: dict[str, list[dict]]) -> dict:
+    """95 % bootstrap intervals over seeds and people (``mmu_bench.stats``) of the overall score
+    and of each matched-forgetting value: ``<column>_ci_low`` / ``_ci_high``. Seeded: the same
+    runs give the same intervals."""
+    k = len(members)
+    rng = np.random.default_rng(0)
+    n = stats.RESAMPLES * k
+    out = {}
+    overall = [_overall_bank(r, n, rng) for r in members]
+    if all(b is not None for b in overall):
+        out["overall_ci_low"], out["overall_ci_high"] = stats.interval([b.reshape(stats.RESAMPLES, k) for b in overall])
+    matched = [trajectory.resampled(trajectories[uid(r)], r.trade_off, n, rng)
+               if r.trade_off and uid(r) in trajectories else None for r in members]
+    if matched and all(m is not None for m in matched):
+        for column in matched[0]:
+            low, high = stats.interval([m[column].reshape(stats.RESAMPLES, k) for m in matched])
+            out[f"{MATCHED}{column}_ci_low"], out[f"{MATCHED}{column}_ci_high"] = low, high
+    return out
+
+
+def _overall_bank(result: RunResult, n: int, rng) -> np.ndarray | None:
+    """The run's overall score under ``n`` resamples of its people, [n]; None without the
+    per-person sums (runs written before they were kept)."""
+    primary = {name: t for name, t in result.tasks.items() if t.primary}
+    if not result.clusters or any(name not in result.clusters for name in primary):
+        return None
+    scores = stats.task_scores([result.clusters], {name: t.score for name, t in primary.items()}, n, rng)
+    normalised = {t.dimension: result.normalisation[t.dimension].apply(scores[name][:, 0]) for name, t in primary.items()}
+    return results.harmonic_mean([normalised[d] for d in result.dimension_order()])
+
+
+def best_row(rows: list[dict], key: str) -> dict | None:
+    """The method row with the highest mean of ``key``; for a matched-forgetting value, among
+    the rows whose every seed reached the level when there are any."""
+    candidates = [r for r in rows if r["kind"] == "method" and not math.isnan(_value(r, f"{key}_mean"))]
+    if key.startswith(MATCHED):
+        reached = f"{key.rsplit('/', 1)[0]}/reached_mean"
+        full = [r for r in candidates if _value(r, reached) == 1.0]
+        candidates = full or candidates
+    return max(candidates, key=lambda r: r[f"{key}_mean"], default=None)
+
+
+def _value(row: dict, key: str) -> float:
+    value = row.get(key)
+    return float("nan") if value is None else value
+
+
+def _paired_tests(rows: list[dict]) -> None:
+    """Each method row against the best row of each tested column, over the seeds both ran
+    (paired t-test, ``mmu_bench.stats.paired_test``): ``<column>_p_vs_best``, ``best`` in the
+    best row itself."""
+    keys = sorted({k for r in rows if r["kind"] == "method" for k in r.get(SEEDS, {})})
+    for key in keys:
+        best = best_row(rows, key)
+        for row in rows:
+            if row["kind"] != "method" or best is None:
+                continue
+            p = BEST if row is best else stats.paired_test(row[SEEDS].get(key, {}), best[SEEDS].get(key, {}))[0]
+            row[f"{key}_p_vs_best"] = p
 
 
 def _name_variants(rows: list[dict]) -> None:
@@ -223,10 +343,11 @@ def _cell(value) -> str:
 
 
 def _columns(rows: list[dict], dims: list[Dimension]) -> list[str]:
-    first = ["method", "variant", "kind", "forget_ratio", "n_seeds", "seeds", "overall_mean", "overall_std"]
+    first = ["method", "variant", "kind", "forget_ratio", "n_seeds", "seeds", "overall_mean", "overall_std",
+             "overall_ci_low", "overall_ci_high", "overall_p_vs_best"]
     dims = [f"{d.name}/{part}_{stat}" for d in dims for part in ("score", "normalised") for stat in ("mean", "std")]
     tail = ["method_version", "source_sha256", "config_hash", "config", "task_versions"]
-    rest = sorted({k for r in rows for k in r} - set(first) - set(dims) - set(tail))
+    rest = sorted({k for r in rows for k in r if not k.startswith("_")} - set(first) - set(dims) - set(tail))
     return first + [d for d in dims if any(d in r for r in rows)] + rest + tail
 
 
@@ -289,17 +410,20 @@ def to_markdown(rows: list[dict], title: str, dims: list[Dimension],
                 information: list[tuple[str, str]] | None = None) -> str:
     lower = [d.label for d in dims if not d.higher_is_better]
     direction = (f"({', '.join(lower)}: lower is better; the others: higher)" if lower else "(higher is better)")
-    header = ["method", "forget %", "seeds", "overall"] + [f"{d.label} {'↑' if d.higher_is_better else '↓'}"
-                                                           for d in dims] + ["source"]
+    header = ["method", "forget %", "seeds", "overall", "95 % CI", "p vs best"] + [
+        f"{d.label} {'↑' if d.higher_is_better else '↓'}" for d in dims] + ["source"]
     lines = [f"# {title}", "",
              "Generated by `mmu-bench leaderboard` from results.json files; do not edit. Mean ± std over seeds. "
              "Dimension scores: each dimension's primary task score, the mean of its score measures "
-             f"{direction}. Overall: harmonic mean of the normalised dimensions (see README).", "",
+             f"{direction}. Overall: harmonic mean of the normalised dimensions (see README). 95 % CI: bootstrap "
+             "over seeds and people (2,000 resamples, seeded; README, \"Statistics\"). p vs best: paired t-test "
+             "against the best method over the seeds both ran (two-sided).", "",
              "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     for row in rows:
-        cells = [_row_name(row), f"{row['forget_ratio']:g}", str(row["n_seeds"] or "-"),
-                 _pm(row, "overall")] + [_pm(row, f"{d.name}/score") for d in dims] + [row["source_sha256"] or "-"]
+        cells = [_row_name(row), f"{row['forget_ratio']:g}", str(row["n_seeds"] or "-"), _pm(row, "overall"),
+                 _ci(row, "overall"), _p(row, "overall")] + [_pm(row, f"{d.name}/score") for d in dims] + [
+                 row["source_sha256"] or "-"]
         lines.append("| " + " | ".join(cells) + " |")
     if information:
         lines += _section(rows, "Does the information remain?",
@@ -318,13 +442,69 @@ def to_markdown(rows: list[dict], title: str, dims: list[Dimension],
                           "Prompt: right with the plain prompt / with any attack prompt (success@B). Quantised: recovery "
                           "after quantising the linear layers. The gold reference's row: its own numbers under the same "
                           "attacks (mean over seeds). See README, \"Attacks\".", attacked, _pm_any)
+    lines += _trade_off_sections(rows, dims)
     return "\n".join(lines) + "\n"
 
 
-def _section(rows: list[dict], title: str, text: str, columns: list[tuple[str, str]], cell) -> list[str]:
-    """A second Markdown table: a heading, what it shows, one row per leaderboard row."""
+def _ci(row: dict, key: str) -> str:
+    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if low is None or math.isnan(low):
+        return "-"
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def _p(row: dict, key: str) -> str:
+    p = row.get(f"{key}_p_vs_best")
+    if p is None or p == BEST:
+        return p or "-"
+    return "-" if math.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _trade_off_sections(rows: list[dict], dims: list[Dimension]) -> list[str]:
+    """"At equal forgetting": per level, each retention dimension where the run first reached
+    that much forgetting; then the trade-off areas."""
+    traced = [r for r in rows if any(k.startswith(MATCHED) for k in r)]
+    if not traced:
+        return []
+    curves = [(d.name, d.label) for d in dims if d.higher_is_better] + [("harmonic", "harmonic mean")]
+    lines = ["", "## At equal forgetting", "",
+             "From each run's trajectory (`trajectory.jsonl`: the model scored on a seeded sample of each task at "
+             "evenly spaced points of unlearning): each retention dimension, normalised, where the run's normalised "
+             "visual forgetting first reaches the level (linear between points; never extrapolated). Mean ± std over "
+             "the seeds that reached it, 95 % bootstrap CI, p vs best (paired t-test on the seeds both reached; "
+             "**bold**: the best). See README, \"At equal forgetting\"."]
+    for level in trajectory.LEVELS:
+        key = f"{MATCHED}{level:g}/"
+        columns = [(key + "reached", "seeds reached")] + [(key + name, label) for name, label in curves]
+        lines += _section(traced, f"Normalised forgetting {level:g}", "", columns, _matched_cell, "###")
+    columns = [("max_forgetting", "max forgetting")] + [(AUC + name, label) for name, label in curves]
+    lines += _section(traced, "Trade-off area", "Area under each retention dimension against normalised forgetting "
+                      "over [0, 1], a level never reached counting 0 (1 = forgets completely, loses nothing). "
+                      "p vs best: paired t-test.", columns, _matched_cell, "###")
+    return lines
+
+
+def _matched_cell(row: dict, key: str) -> str:
+    if key.endswith("/reached"):
+        mean = row.get(f"{key}_mean")
+        return "-" if mean is None or math.isnan(mean) else f"{round(mean * row['n_seeds'])}/{row['n_seeds']}"
+    text = _pm(row, key)
+    if text == "-":
+        return "not reached" if key.startswith(MATCHED) else text
+    if row.get(f"{key}_ci_low") is not None:
+        text += f" {_ci(row, key)}"
+    p = _p(row, key)
+    if p == "best":
+        return f"**{text}**"
+    return f"{text} p={p}" if p != "-" else text
+
+
+def _section(rows: list[dict], title: str, text: str, columns: list[tuple[str, str]], cell,
+             heading: str = "##") -> list[str]:
+    """A second Markdown table: a heading, what it shows (if anything), one row per leaderboard row."""
     header = ["method", "forget %"] + [label for _, label in columns]
-    lines = ["", f"## {title}", "", text, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["", f"{heading} {title}", ""] + ([text, ""] if text else []) + [
+        "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [_row_name(row), f"{row['forget_ratio']:g}"] + [cell(row, key) for key, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
@@ -340,51 +520,10 @@ def _pm_any(row: dict, key: str) -> str:
     return f"{mean:.3f} ± {std:.3f}" if std else f"{mean:.3f}"
 
 
-COLOURS = ("#c0392b", "#2980b9", "#27ae60", "#7f8c8d", "#8e44ad", "#d35400", "#16a085", "#2c3e50")
-
-
-def plot(rows: list[dict], path: Path, title: str, dims: list[Dimension]) -> None:
-    """Every dimension score per method (one panel per forget ratio), error bars = std."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ratios = sorted({r["forget_ratio"] for r in rows})
-    fig, axes = plt.subplots(len(ratios), 1, figsize=(10, 3.2 * len(ratios) + 0.6), squeeze=False)
-    labels = [d.label + ("" if d.higher_is_better else " (lower is better)") for d in dims]
-    for ax, ratio in zip(axes[:, 0], ratios):
-        panel = [r for r in rows if r["forget_ratio"] == ratio]
-        width = 0.8 / len(dims)
-        for d, dim in enumerate(d.name for d in dims):
-            means = [0.0 if math.isnan(r.get(f"{dim}/score_mean", float("nan"))) else r[f"{dim}/score_mean"]
-                     for r in panel]
-            stds = [0.0 if math.isnan(r.get(f"{dim}/score_std", float("nan"))) else r[f"{dim}/score_std"]
-                    for r in panel]
-            xs = [i + (d - (len(dims) - 1) / 2) * width for i in range(len(panel))]
-            ax.bar(xs, means, width, yerr=stds, color=COLOURS[d % len(COLOURS)], label=labels[d], capsize=2)
-        ax.set_xticks(range(len(panel)))
-        ax.set_xticklabels([f"{r['method']}\n{r.get('variant') or r['config_hash']}" if r["kind"] == "method" else r["method"]
-                            for r in panel], fontsize=8)
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("score")
-        ax.set_title(f"forget {ratio:g}%", fontsize=10)
-    axes[0, 0].legend(fontsize=8, ncol=min(4, len(dims)), loc="upper center", bbox_to_anchor=(0.5, 1.35))
-    fig.suptitle(title, y=0.995, fontsize=11)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
-
-
 def build(roots: list[str], out_dir: str, with_plot: bool = True) -> tuple[list[Path], list[str], Collected]:
     """Write the leaderboard files; returns them, the notes and what was collected."""
     collected = collect(roots)
-    boards, notes = build_rows(collected.runs, collected.attacks)
+    boards, notes = build_rows(collected.runs, collected.attacks, collected.trajectories)
     written = []
     out = Path(out_dir)
     for (bench, model), rows in sorted(boards.items()):
@@ -396,6 +535,10 @@ def build(roots: list[str], out_dir: str, with_plot: bool = True) -> tuple[list[
         atomic_write_text(out / f"{stem}.md", to_markdown(rows, title, dims, information_columns(runs, dims)))
         written += [out / f"{stem}.csv", out / f"{stem}.md"]
         if with_plot:
+            from .plots import plot, plot_trade_off
+
             plot(rows, out / f"{stem}.png", title, dims)
             written.append(out / f"{stem}.png")
+            if plot_trade_off(rows, out / f"{stem}__trade_off.png", title, dims):
+                written.append(out / f"{stem}__trade_off.png")
     return written, notes, collected

@@ -12,6 +12,10 @@ hyperparameters (subclass of ``MethodConfig``), and hooks over the shared loop i
     unlearn(ctx)            the whole procedure; the default runs the shared loop. Override it
                             for methods that are not gradient based.
 
+A method with a loop of its own calls ``ctx.step_done(step, total)`` at its natural checkpoints
+(the shared loop does after every step): the harness scores a trajectory point there when one
+is due (``mmu_bench.trajectory``).
+
 Everything a method may touch comes through ``ctx`` (an ``UnlearningContext``). A method
 never sees benchmark internals; it works for any benchmark and model the harness supports.
 """

@@ -25,6 +25,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import MMUBenchError
 from .measure import GOLD_ROLES, Value
 
@@ -65,12 +67,13 @@ class Normalisation:
     floor: str | None = None  # a gold reference role, "chance", or None (higher is better)
     floor_value: float | None = None
 
-    def apply(self, x: float) -> float:
+    def apply(self, x):
+        """``x`` normalised: a float, or a numpy array element-wise (a bootstrap's resamples)."""
         v = self.vanilla
         if self.higher_is_better:
-            return _clip(x / v) if v > 1e-9 else float("nan")
+            return _clip(x / v) if v > 1e-9 else x * float("nan")
         f = float("nan") if self.floor_value is None else self.floor_value
-        return _clip((v - x) / (v - f)) if v - f > 1e-9 else float("nan")
+        return _clip((v - x) / (v - f)) if v - f > 1e-9 else x * float("nan")
 
 
 @dataclass
@@ -89,6 +92,13 @@ class RunResult:
     vanilla_knowledge: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    # The unlearned model's per-person sums of each primary task's score measures (task ->
+    # cluster -> measure -> [sum, count]; ``mmu_bench.trajectory.cluster_sums``): what a
+    # bootstrap over people resamples.
+    clusters: dict = field(default_factory=dict)
+    # From the run's trajectory (``mmu_bench.trajectory``): retention at matched forgetting, the
+    # trade-off areas, and the sample's normalisation. Empty without a trajectory.
+    trade_off: dict = field(default_factory=dict)
     run_uid: str = ""
     run_id: str = ""
     run_key: str = ""
@@ -148,6 +158,7 @@ class RunResult:
                 overall=_float(data["overall"]),
                 measures=data.get("measures", {}), vanilla_knowledge=data.get("vanilla_knowledge", {}),
                 training=data.get("training", {}), provenance=data.get("provenance", {}),
+                clusters=data.get("clusters", {}), trade_off=data.get("trade_off", {}),
                 run_uid=data.get("run_uid", ""), run_id=data.get("run_id", ""), run_key=data.get("run_key", ""),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -218,12 +229,15 @@ def normalise(dims: dict[str, float], spec: dict[str, Normalisation]) -> dict[st
     return {dim: spec[dim].apply(x) for dim, x in dims.items() if dim in spec}
 
 
-def harmonic_mean(values: list[float]) -> float:
-    if not values or any(math.isnan(v) for v in values):
+def harmonic_mean(values: list):
+    """Of values in [0, 1]: 0 when one is 0, NaN when one is NaN. Floats, or numpy arrays of one
+    shape (element-wise)."""
+    if not len(values):
         return float("nan")
-    if any(v <= 0 for v in values):
-        return 0.0
-    return len(values) / sum(1 / v for v in values)
+    stacked = np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore"):
+        out = len(values) / np.sum(1 / np.maximum(stacked, 0), axis=0)
+    return float(out) if out.ndim == 0 else out
 
 
 def overall(normalised: dict[str, float], order: list[str]) -> float:
@@ -231,8 +245,9 @@ def overall(normalised: dict[str, float], order: list[str]) -> float:
 
 
 # -- helpers and old files -------------------------------------------------------------------------
-def _clip(x: float) -> float:
-    return float("nan") if math.isnan(x) else min(1.0, max(0.0, x))
+def _clip(x):
+    clipped = np.clip(x, 0.0, 1.0)  # NaN stays NaN
+    return float(clipped) if np.ndim(clipped) == 0 else clipped
 
 
 def _float(x) -> float:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import attacking, distributed, registry, results, scoring, tables
+from . import attacking, distributed, registry, results, scoring, tables, trajectory
 from .config import RunConfig, load_yaml, method_config
 from .context import EncodedSet, MethodData, UnlearningContext
 from .errors import MMUBenchError
@@ -192,6 +192,8 @@ def run_key(config: RunConfig, method: dict) -> str:
         blob["measures"] = config.measures
     if config.attacks:  # a run with attacks computes more: a sweep must not take one without for it
         blob["attacks"] = {"names": config.attacks, "args": config.attack_args}
+    if config.trajectory:
+        blob["trajectory"] = [config.trajectory, config.trajectory_sample]
     return json_digest(blob, 20)
 
 
@@ -234,18 +236,25 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
         reference_loader=lambda role: provider.load(role, benchmark).model.to(device),
         accelerator=acc, progress=progress and distributed.is_main(),
     )
+    recorder = trajectory.Recorder(session, config.trajectory, config.trajectory_sample, acc) if config.trajectory else None
+    if recorder is not None:
+        ctx.on_step = lambda step, total: recorder.step_done(ctx.unwrapped_model, vanilla.processor, step, total)
     seed_everything(config.seed)
     method = resolved.cls(method_cfg)
     train_started = time.time()
     method.setup(ctx)
+    if recorder is not None:
+        recorder.record(ctx.unwrapped_model, vanilla.processor, 0)
     method.unlearn(ctx)
     distributed.check_in_sync(acc, ctx.unwrapped_model)
     losses = [h["loss"] for h in ctx.history if "loss" in h]
+    if recorder is not None:
+        recorder.finish(ctx.unwrapped_model, vanilla.processor, len(losses))
     training = {"steps": len(losses), "first_loss": losses[0] if losses else None,
                 "last_loss": losses[-1] if losses else None, "method_report": ctx.extras,
                 "seconds": round(time.time() - train_started, 2)}
     try:
-        return finish(session, ctx.unwrapped_model, vanilla.processor, info, training, started, planned)
+        return finish(session, ctx.unwrapped_model, vanilla.processor, info, training, started, planned, recorder)
     finally:
         distributed.release(acc)
 
@@ -292,7 +301,7 @@ def folder_sha256(path: Path) -> str:
 
 
 def finish(session: Session, model, processor, info: dict, training: dict, started: float,
-           planned: list[attacking.Planned] = ()) -> Path | None:
+           planned: list[attacking.Planned] = (), recorder: trajectory.Recorder | None = None) -> Path | None:
     config = session.config
     acc = distributed.accelerator()
     records = evaluate(model, processor, session.benchmark.eval, session.tasks, session.settings, acc)
@@ -302,6 +311,10 @@ def finish(session: Session, model, processor, info: dict, training: dict, start
     scores = scoring.score(everyone, session.tasks, session.measures, models=[results.UNLEARNED])
     result = compose(session, info, scores[results.UNLEARNED], training)
     result.run_key = run_key(config, info)
+    primary = {t.name: list(t.score) for t in session.tasks if t.primary}
+    result.clusters = trajectory.cluster_sums(records, primary)
+    if recorder is not None:
+        result.trade_off = recorder.summary()
     result.provenance["wall_seconds"] = round(time.time() - started, 2)
     if acc is not None:
         result.provenance["processes"] = acc.num_processes
@@ -310,7 +323,7 @@ def finish(session: Session, model, processor, info: dict, training: dict, start
         attacks = attacking.run_suite(session, model, processor, records, config.seed, planned,
                                       session.settings.progress)
     weights = (model, processor) if keep_weights(config.save_model, model, info) else None
-    return write_run(config, result, records, attacks, weights)
+    return write_run(config, result, records, attacks, weights, recorder.to_jsonl() if recorder is not None else None)
 
 
 SMALL_MODEL = 100_000_000  # parameters: ``save_model: auto`` keeps weights up to this size (400 MB in fp32)
@@ -362,10 +375,11 @@ def compose(session: Session, info: dict, unlearned: dict[str, dict[str, Value]]
 
 
 def write_run(config: RunConfig, result: results.RunResult, records: list[dict], attacks: dict | None = None,
-              weights: tuple | None = None) -> Path:
+              weights: tuple | None = None, points: str | None = None) -> Path:
     """Everything is written into a staging folder renamed into place at the end: a crash or
     Ctrl-C leaves no partial run, and an existing run folder is never touched. ``attacks``: the
-    contents of attacks.json; ``weights``: (model, processor) saved under ``model/``."""
+    contents of attacks.json; ``weights``: (model, processor) saved under ``model/``;
+    ``points``: the contents of trajectory.jsonl."""
 
     def fill(tmp: Path, run_id: str) -> None:
         result.run_id = run_id
@@ -378,6 +392,8 @@ def write_run(config: RunConfig, result: results.RunResult, records: list[dict],
         information = tables.information_rows(result)
         if information:
             (tmp / "information.csv").write_text(tables.to_csv(information))
+        if points is not None:
+            (tmp / trajectory.TRAJECTORY_FILE).write_text(points)
         if attacks is not None:
             atomic_write_json(tmp / attacking.ATTACKS_FILE, attacks)  # the form `attack --run` rewrites it in
         if weights is not None:

@@ -110,4 +110,5 @@ def run_loop(method: UnlearningMethod, ctx) -> None:
         loss = method.loss(ctx, batch)
         stepper.step(loss, step)
         bar.set_postfix(loss=f"{loss.item():.3f}")
+        ctx.step_done(step + 1, total)
     model.eval()

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Regenerates leaderboards/mmu-synth__tiny-llava.{csv,md,png}: every built-in method, 3 seeds,
-# forget 10 %, the default MMU-Synth, each with its tuned mmu-synth defaults (scripts/tune.py),
-# plus MMUnlearner's random-mask ablation, each with the attack suite (README, "Attacks").
+# Regenerates leaderboards/mmu-synth__tiny-llava.{csv,md,png} and its trade-off plot: every
+# built-in method, 5 seeds, forget 10 %, the default MMU-Synth,
+#  1. each with its tuned mmu-synth defaults (scripts/tune.py), plus MMUnlearner's random-mask
+#     ablation, each with the default trajectory and the attack suite (README, "Attacks");
+#  2. the same methods run longer and harder, the same budget for each (lr 2e-4, 120 forget
+#     steps, 16 trajectory points), so that they reach high forgetting where they can: the rows
+#     that answer "at equal forgetting, which method keeps the most?" (README, "At equal forgetting").
 # Resumes: finished runs are skipped.
 set -euo pipefail
 runs="${1:-runs/comparison}"
-mmu-bench sweep --methods ga,ga_diff,kl_min,npo,simnpo,idk,mmunlearner --seeds 0,1,2 --forget-ratios 10 \
-  --attacks --output-dir "$runs" --quiet
-mmu-bench sweep --methods mmunlearner --method-arg mask=random --seeds 0,1,2 --forget-ratios 10 \
-  --attacks --output-dir "$runs" --quiet
+methods=ga,ga_diff,kl_min,npo,simnpo,idk,mmunlearner
+seeds=0,1,2,3,4
+mmu-bench sweep --methods "$methods" --seeds "$seeds" --forget-ratios 10 --attacks --output-dir "$runs" --quiet
+mmu-bench sweep --methods mmunlearner --method-arg mask=random --seeds "$seeds" --forget-ratios 10 --attacks \
+  --output-dir "$runs" --quiet
+long=(--method-arg lr=2e-4 --method-arg steps=120 --trajectory 16 --seeds "$seeds" --forget-ratios 10
+      --output-dir "$runs" --quiet)
+mmu-bench sweep --methods "$methods" "${long[@]}"
+mmu-bench sweep --methods mmunlearner --method-arg mask=random "${long[@]}"
 mmu-bench leaderboard --runs "$runs" --output leaderboards

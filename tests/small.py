@@ -7,4 +7,5 @@ SMALL = [
     "--benchmark-arg", "general_eval_sums=8",
     "--model-arg", "base_steps=60", "--model-arg", "base_people=4", "--model-arg", "finetune_steps=300",
     "--min-vanilla-mc", "0.5", "--quiet",
+    "--trajectory", "0",  # tests that want one ask for it (after these options)
 ]

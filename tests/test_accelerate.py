@@ -30,7 +30,7 @@ from mmu_bench.distributed import deal
 from small import SMALL
 
 GA = ["--method", "ga", "--method-arg", "steps=4", "--method-arg", "batch_size=8", "--method-arg", "lr=3e-4"]
-EVAL = ["--eval-limit", "4"]
+EVAL = ["--eval-limit", "4", "--trajectory", "2"]
 METRICS = ("mc_acc", "mc_loglik_acc", "cloze_acc", "rougeL", "score")
 
 
@@ -89,7 +89,8 @@ def test_two_processes_write_one_run_folder(runs):
     _, multi, done = runs
     folder = only_run(multi, "ga")
     assert {p.relative_to(folder).parts[0] for p in files(multi)} == {
-        "config.yaml", "information.csv", "results.json", "samples.jsonl", "table.csv", "table.md", "model"}
+        "config.yaml", "information.csv", "results.json", "samples.jsonl", "table.csv", "table.md", "model",
+        "trajectory.jsonl"}
     assert (folder / "model" / "model.safetensors").is_file()  # the unwrapped model's weights, once
     assert json.loads((folder / "results.json").read_text())["provenance"]["processes"] == 2
     assert done.stdout.count("run folder:") == 1  # only the main process reports
@@ -105,6 +106,19 @@ def test_two_processes_give_the_single_process_table(runs):
         assert (one[task]["vanilla"], one[task]["oracle"]) == (two[task]["vanilla"], two[task]["oracle"])
         for metric in METRICS:
             assert abs(float(one[task][metric]) - float(two[task][metric])) <= 0.25 + 1e-9, (task, metric)
+
+
+def test_two_processes_score_the_same_trajectory(runs):
+    """Every process scores its share of each point's items; the main one writes every point."""
+    single, multi, _ = runs
+    one, two = ([json.loads(line) for line in (folder / "trajectory.jsonl").read_text().splitlines()]
+                for folder in (single, only_run(multi, "ga")))
+    assert [p["step"] for p in one] == [p["step"] for p in two] == [0, 2, 4]
+    for a, b in zip(one, two):
+        assert a["dimensions"].keys() == b["dimensions"].keys()
+        for dim in a["dimensions"]:
+            assert abs(a["dimensions"][dim] - b["dimensions"][dim]) <= 0.25 + 1e-9, dim
+    assert one[0]["dimensions"] == two[0]["dimensions"]  # before any step: the same model
 
 
 def test_two_processes_train_on_the_same_rows(runs):

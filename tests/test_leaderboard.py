@@ -181,7 +181,8 @@ def test_any_number_of_dimensions_in_their_order(tmp_path):
     dims = [c[: -len("/score_mean")] for c in header if c.endswith("/score_mean")]
     assert dims == ["privacy", "visual_forgetting", "textual_retention", "retained_vqa", "general_utility"]
     md = (tmp_path / "lb" / "mmu-synth__tiny-llava.md").read_text()
-    assert "| overall | privacy ↓ | visual forgetting ↓ | textual retention ↑ | retained VQA ↑ | general utility ↑ |" in md
+    assert ("| overall | 95 % CI | p vs best | privacy ↓ | visual forgetting ↓ | textual retention ↑ | retained VQA ↑ "
+            "| general utility ↑ |") in md
     assert (tmp_path / "lb" / "mmu-synth__tiny-llava.png").stat().st_size > 0
 
 
@@ -203,3 +204,20 @@ def test_the_information_table_shows_forget_quality_and_privleak_over_seeds(tmp_
     assert "| method | forget % | visual forgetting: forget quality | visual forgetting: PrivLeak Min-K%++ |" in text
     assert "| ga | 10 | 0.300 ± 0.141 | -0.300 ± 0.141 | 0.300 ± 0.141 | -0.300 ± 0.141 |" in text
     assert "| oracle (reference) | 10 | - | - | - | - |" in text  # compared with itself: no value
+
+
+def test_matched_forgetting_is_averaged_over_the_seeds_that_reached_it(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, (top, at_half, area) in enumerate([(0.9, 0.8, 0.6), (0.4, None, 0.3), (0.7, 0.6, 0.5)]):
+        result = fake_result(seed=seed)
+        result.trade_off = {"matched": {"0.5": {"textual_retention": at_half}}, "max_forgetting": top,
+                            "auc": {"textual_retention": area}}
+        write(runs, result)
+    leaderboard.build([str(runs)], str(tmp_path / "lb"))
+    (row,) = [r for r in read_csv(tmp_path / "lb" / "mmu-synth__tiny-llava.csv") if r["kind"] == "method"]
+    assert float(row["matched/0.5/textual_retention_mean"]) == pytest.approx(0.7)  # (0.8 + 0.6) / 2
+    assert float(row["matched/0.5/reached_mean"]) == pytest.approx(2 / 3, abs=1e-4)  # 4 decimals in the CSV
+    assert float(row["auc/textual_retention_mean"]) == pytest.approx(1.4 / 3, abs=1e-4)
+    md = (tmp_path / "lb" / "mmu-synth__tiny-llava.md").read_text()
+    line = next(x for x in md.split("### Normalised forgetting 0.5")[1].splitlines() if x.startswith("| ga |"))
+    assert "| 2/3 |" in line and "0.700 ± 0.141" in line
