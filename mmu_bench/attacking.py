@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -72,9 +72,9 @@ def plan(specs: list[str], benchmark: str, attack_args: dict) -> list[Planned]:
 
 def attacked_task(tasks):
     """The primary task of the visual forgetting dimension, scoring its score measures only."""
-    for task in tasks:
-        if task.primary and task.dimension == ATTACKED_DIMENSION:
-            return replace(task, measures=tuple(task.score))
+    for task in scoring.primary_tasks(tasks):
+        if task.dimension == ATTACKED_DIMENSION:
+            return task
     raise MMUBenchError(f"attacks need the primary task of dimension {ATTACKED_DIMENSION!r}, which the tasks lack")
 
 

@@ -225,15 +225,10 @@ BEST = "best"  # the p-value cell of the best row
 TRACE = "_trace"  # a row's per-seed trajectories, normalised, with the harmonic curve (for the plot; not written)
 
 
-def _point(normalised: dict, key: str) -> float:
-    value = normalised.get(key)
-    return float("nan") if value is None else value
-
-
 def _trace(lines: list[dict], result: RunResult) -> list[dict]:
     """A run's points' normalised scores, with the harmonic mean of its retention dimensions."""
     retention = result.trade_off.get("retention", [])
-    return [{**line["normalised"], "harmonic": results.harmonic_mean([_point(line["normalised"], d) for d in retention])}
+    return [{**line["normalised"], "harmonic": results.harmonic_mean([_value(line["normalised"], d) for d in retention])}
             for line in lines] if retention else []
 SEEDS = "_per_seed"  # a row's per-seed values of the tested columns (for the paired tests; not written)
 
@@ -289,6 +284,7 @@ def best_row(rows: list[dict], key: str) -> dict | None:
 
 
 def _value(row: dict, key: str) -> float:
+    """``row[key]``, NaN where it is missing or None (a row, or a trajectory point's scores)."""
     value = row.get(key)
     return float("nan") if value is None else value
 

@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 from . import results, trajectory
-from .leaderboard import TRACE, Dimension, _point, _value
+from .leaderboard import TRACE, Dimension, _value
 
 COLOURS = ("#c0392b", "#2980b9", "#27ae60", "#7f8c8d", "#8e44ad", "#d35400", "#16a085", "#2c3e50")
 
@@ -113,7 +113,7 @@ def _mean_trace(traces: list[list[dict]], forgetting: str, curve: str) -> tuple[
     n = min(len(t) for t in traces)
 
     def mean(key, i):
-        values = [v for v in (_point(t[i], key) for t in traces) if not math.isnan(v)]
+        values = [v for v in (_value(t[i], key) for t in traces) if not math.isnan(v)]
         return statistics.fmean(values) if values else float("nan")
 
     return [mean(forgetting, i) for i in range(n)], [mean(curve, i) for i in range(n)]

@@ -8,7 +8,7 @@ exist, and scores each model's records of each task, keeping per-item values in 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import registry
 from .errors import MMUBenchError
@@ -163,6 +163,12 @@ def _score_one(measure: Measure, view: Records) -> Value | None:
     except Exception as exc:  # a measure plugin's own failure: say which, where
         raise MMUBenchError(f"measure {measure.name!r} failed on task {view.task!r} ({view.model} model): "
                             f"{type(exc).__name__}: {exc}") from exc
+
+
+def primary_tasks(tasks: list[Task]) -> list[Task]:
+    """The primary task of each dimension, scoring its score measures only (what trajectories
+    and attacks score: the dimension score, nothing else)."""
+    return [replace(t, measures=tuple(t.score)) for t in tasks if t.primary]
 
 
 def task_infos(tasks: list[Task], measures: Measures) -> dict[str, TaskInfo]:

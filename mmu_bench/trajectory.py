@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -52,18 +52,13 @@ def cluster_sums(records: list[dict], score: dict[str, list[str]]) -> dict:
     return out
 
 
-def primary_tasks(tasks):
-    """The primary task of each dimension, scoring its score measures only."""
-    return [replace(t, measures=tuple(t.score)) for t in tasks if t.primary]
-
-
 class Recorder:
     """Scores the model at the trajectory's points during one run (every process of a
     multi-process run calls it together; each then holds every point)."""
 
     def __init__(self, session, points: int, sample: int, accelerator=None):
         self.points, self.sample = points, sample
-        self.tasks = primary_tasks(session.tasks)
+        self.tasks = scoring.primary_tasks(session.tasks)
         self.infos = scoring.task_infos(self.tasks, session.measures)
         self.score_measures = {t.name: list(t.score) for t in self.tasks}
         self.measures = session.measures
