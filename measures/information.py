@@ -25,8 +25,24 @@ def truth_ratio(option_logprobs: list[float], correct: int) -> float:
     return math.exp(sum(wrong) / len(wrong) - option_logprobs[correct])
 
 
-def record_truth_ratio(record: dict) -> float:
-    return truth_ratio(record["option_logprobs"], LETTERS.index(record["answer"]))
+def record_truth_ratio(record: dict) -> float | None:
+    """The item's truth ratio: from its options (multiple choice), or from its paraphrased and
+    perturbed answers (CLEAR's captions: ``alternative_logprobs``); None when it has neither."""
+    if "option_logprobs" in record:
+        return truth_ratio(record["option_logprobs"], LETTERS.index(record["answer"]))
+    alternatives = record.get("alternative_logprobs")
+    if not alternatives:
+        return None
+    return truth_ratio([alternatives["paraphrased"], *alternatives["perturbed"]], 0)
+
+
+def _ratios(records: list[dict]) -> list[float]:
+    return [tr for tr in map(record_truth_ratio, records) if tr is not None]
+
+
+# Multiple choice (the wrong options as perturbed answers) and generation items that carry a
+# paraphrased and perturbed answers (CLEAR's captions); other generation items are skipped.
+TRUTH_FORMATS = ("multiple_choice", "generation")
 
 
 class TruthRatioForget(ItemMeasure):
@@ -35,12 +51,14 @@ class TruthRatioForget(ItemMeasure):
 
     name = "truth_ratio_forget"
     description = "mean min(TR, 1/TR): 1 = true and false answers equally likely"
-    formats = ("multiple_choice",)
+    formats = TRUTH_FORMATS
     higher_is_better = True
     table = "information"
 
     def item(self, record, references):
         tr = record_truth_ratio(record)
+        if tr is None:
+            return None
         return min(tr, 1 / tr) if tr > 0 else 0.0
 
 
@@ -50,12 +68,13 @@ class TruthRatioRetain(ItemMeasure):
 
     name = "truth_ratio_retain"
     description = "mean max(0, 1 - TR): 1 = the true answer is preferred"
-    formats = ("multiple_choice",)
+    formats = TRUTH_FORMATS
     higher_is_better = True
     table = "information"
 
     def item(self, record, references):
-        return max(0.0, 1 - record_truth_ratio(record))
+        tr = record_truth_ratio(record)
+        return None if tr is None else max(0.0, 1 - tr)
 
 
 class ForgetQuality(Measure):
@@ -67,7 +86,7 @@ class ForgetQuality(Measure):
 
     name = "forget_quality"
     description = "KS-test p-value of truth ratios vs the reference (high = indistinguishable)"
-    formats = ("multiple_choice",)
+    formats = TRUTH_FORMATS
     higher_is_better = True
     options = {"against": "gold"}
     table = "information"
@@ -78,9 +97,10 @@ class ForgetQuality(Measure):
         self.references = () if against == "gold" else (against,)
 
     def compute(self, records):
-        role = records.comparison(self.options["against"])
-        ours = [record_truth_ratio(r) for r in records.items]
-        theirs = [record_truth_ratio(r) for r in records.reference(role)]
+        ours = _ratios(records.items)
         if len(ours) < 2:
-            raise NotApplicable("fewer than 2 multiple-choice items")
+            raise NotApplicable("fewer than 2 items with a truth ratio (multiple choice, or paraphrased and "
+                                "perturbed answers)")
+        role = records.comparison(self.options["against"])
+        theirs = _ratios(records.reference(role))
         return Value(float(ks_2samp(ours, theirs).pvalue), None, len(ours), against=role)

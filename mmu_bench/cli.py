@@ -30,6 +30,9 @@ _FLAGS = {
                                    "(default 8; 0: none)"),
     "trajectory_sample": ("--trajectory-sample", "items per task and format scored at each trajectory point "
                                                  "(a seeded sample, the same in every run; default 24)"),
+    "protocol": ("--protocol", "evaluation protocol: auto (the benchmark's own: MLLMU-Bench's and CLEAR's as their "
+                               "code runs them, the harness's on MMU-Synth), harness, mllmu, clear, or a protocol "
+                               "YAML file (README, \"Fidelity\")"),
     "save_model": ("--save-model", "keep the unlearned weights in the run folder's model/ (what `mmu-bench attack "
                                    "--run` loads): auto (a LoRA adapter or a model under 100M parameters), yes or no"),
 }
@@ -38,6 +41,8 @@ _KV = {
     "benchmark_args": ("--benchmark-arg", "a benchmark option, KEY=VALUE (repeatable), e.g. num_entities=40"),
     "model_args": ("--model-arg", "a model option, KEY=VALUE (repeatable), e.g. finetune_steps=2000 (tiny-llava); "
                                   "dtype=float16, lora=false, vanilla=PATH, oracle=PATH (real models)"),
+    "protocol_args": ("--protocol-arg", "a protocol setting, SETTING.FORMAT=N (repeatable), e.g. shots.cloze=0 or "
+                                        "max_new_tokens.generation=32"),
     "attack_args": ("--attack-arg", "an attack option, ATTACK.KEY=VALUE (repeatable), e.g. relearn.steps=20"),
 }
 
@@ -98,7 +103,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if getattr(args, "measures", None):
         values["measures"] = [*values.get("measures", []), *(m for m in args.measures if m not in values.get("measures", []))]
     for name, value in list(values.items()):
-        if name in hints and name not in ("method_args", "benchmark_args", "model_args", "attack_args", "tasks",
+        if name in hints and name not in ("method_args", "benchmark_args", "model_args", "attack_args", "protocol_args",
+                                          "tasks",
                                           "measures", "attacks"):
             values[name] = coerce(value, hints[name], f"option {name!r}")
     if "forget_ratio" in values and float(values["forget_ratio"]).is_integer():
@@ -246,7 +252,7 @@ def cmd_prepare(args) -> int:
 def cmd_list(args) -> int:
     import warnings
 
-    from . import registry, tasks
+    from . import protocol, registry, tasks
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -274,6 +280,9 @@ def cmd_list(args) -> int:
         better = "higher" if task.higher_is_better else "lower"
         print(f"  {task.name:26s} v{task.version:6s} {task.dimension:18s} {better} is better; "
               f"measures {', '.join(task.measures)}")
+    print("protocols (--protocol; auto: the benchmark's own):")
+    for name in protocol.available():
+        print(f"  {name:14s} {protocol.load(name).reference}")
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     return 0

@@ -35,6 +35,8 @@ class RunConfig:
     attacks: list[str] = field(default_factory=list)  # attacks after evaluation ("all": every registered one)
     attack_args: dict = field(default_factory=dict)  # "<attack>.<option>" -> value
     save_model: str = "auto"  # keep the unlearned weights in the run folder: auto (small ones) | yes | no
+    protocol: str = "auto"  # evaluation protocol (mmu_bench.protocol): auto = the benchmark's own
+    protocol_args: dict = field(default_factory=dict)  # "SETTING.FORMAT" -> value, e.g. shots.cloze=0
     trajectory: int = 8  # score the model at this many evenly spaced points of unlearning (0: none)
     trajectory_sample: int = 24  # ... on this many items per task and format (a seeded sample)
 

@@ -25,6 +25,8 @@ from .losses import model_inputs
 from .prompts import user_text
 from .tasks import Task
 
+DEFAULT_BUDGET = 32  # new tokens for a format its task gives no budget
+
 
 @dataclass
 class EvalSettings:
@@ -55,6 +57,26 @@ def select_rows(dataset, tasks: list[Task], settings: EvalSettings) -> dict[str,
                 kept.extend(group)
             wanted[name] = kept
     return wanted
+
+
+def over_budget(dataset, tasks: list[Task], tokenizer) -> dict[str, dict]:
+    """Per format of the scored items: how many ground truths have more tokens than the greedy
+    budget allows (such a cloze answer can never be contained in the output), of how many."""
+    text = dataset.select_columns([c for c in dataset.column_names if c != "image"])  # no image decoding
+    counts: dict[str, dict] = {}
+    seen = set()
+    by_task = {t.name: t for t in tasks}
+    for name, rows in select_rows(text, tasks, EvalSettings()).items():
+        for row in rows:
+            fmt = row["format"]
+            if fmt == "multiple_choice" or (fmt, row["item_id"]) in seen:
+                continue
+            seen.add((fmt, row["item_id"]))
+            budget = int(by_task[name].max_new_tokens.get(fmt, DEFAULT_BUDGET))
+            entry = counts.setdefault(fmt, {"budget": budget, "over": 0, "items": 0})
+            entry["items"] += 1
+            entry["over"] += len(tokenizer(row["answer"], add_special_tokens=False)["input_ids"]) > budget
+    return counts
 
 
 @torch.no_grad()
@@ -213,9 +235,17 @@ def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSetting
                 # Multiple choice scores its answer in the options' pass instead.
                 answer = None if row["format"] == "multiple_choice" else row["answer"]
                 jobs.append((user_text(row, task.prompts), row["image"],
-                             int(task.max_new_tokens.get(row["format"], 32)), answer))
+                             int(task.max_new_tokens.get(row["format"], DEFAULT_BUDGET)), answer))
             signals = sharded(lambda part: free_signals(model, processor, part, settings.batch_size, bar),
                               jobs, accelerator)
+            # Items with a paraphrased answer and perturbed ones (CLEAR's captions): each scored
+            # as the answer to the item's own prompt, for the truth ratio.
+            alt_items = [(i, [row["paraphrased_answer"], *row["perturbed_answers"]])
+                         for i, (_, row) in enumerate(items) if row.get("perturbed_answers")]
+            alt_jobs = [(jobs[i][0], items[i][1]["image"], answer) for i, answers in alt_items for answer in answers]
+            alt_means = sharded(lambda part: [_mean(s["answer_logprobs"]) for s in answer_logprobs(
+                model, processor, encode_many(processor, [(u, im, None) for u, im, _ in part]),
+                [a for *_, a in part], settings.batch_size)], alt_jobs, accelerator) if alt_jobs else []
             option_scores = sharded(lambda part: option_logprobs(
                 model, processor, [r for _, r in part], [task_of[n].prompts for n, _ in part], settings.batch_size, bar,
             ), mc_items, accelerator)
@@ -244,4 +274,13 @@ def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSetting
             record["option_logprobs"], answer_signals = options[(name, row["item_id"])]
         record.update(answer_signals)
         records.append(record)
+    start = 0
+    for i, answers in alt_items:
+        means = alt_means[start: start + len(answers)]
+        records[i]["alternative_logprobs"] = {"paraphrased": means[0], "perturbed": means[1:]}
+        start += len(answers)
     return records
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / max(len(values), 1)

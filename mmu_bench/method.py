@@ -11,6 +11,9 @@ hyperparameters (subclass of ``MethodConfig``), and hooks over the shared loop i
     make_optimizer(ctx)     the optimizer (default AdamW over the trainable parameters)
     unlearn(ctx)            the whole procedure; the default runs the shared loop. Override it
                             for methods that are not gradient based.
+    trainable_sides()       the parts of the model the method trains: ``("language",)`` by
+                            default; add ``"vision"`` (vision tower and projector) and a model
+                            provider that trains an adapter covers those layers too
 
 A method with a loop of its own calls ``ctx.step_done(step, total)`` at its natural checkpoints
 (the shared loop does after every step): the harness scores a trajectory point there when one
@@ -72,6 +75,13 @@ class UnlearningMethod:
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.Config()
+
+    def trainable_sides(self) -> tuple[str, ...]:
+        """The sides of the model this method trains, asked of the model provider before the
+        model is loaded: ``language`` (the language model: what the field's LoRA adapter
+        covers) and/or ``vision`` (the vision tower and the projector). A provider that trains
+        every parameter ignores it; one with a LoRA adapter adapts these sides' linear layers."""
+        return ("language",)
 
     def setup(self, ctx: UnlearningContext) -> None:
         """Called once before training."""

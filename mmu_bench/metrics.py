@@ -8,6 +8,9 @@ Scoring follows MLLMU-Bench:
 - cloze: the ground truth must appear in the output, case-insensitively, after both are
   normalised (whitespace collapsed, no space before punctuation);
 - generation: ROUGE-L F1 with Porter stemming (``rouge-score``).
+
+Beside them, the generation metrics the real benchmarks' own code reports: ROUGE-1 and ROUGE-2
+F1 and sentence BLEU (MLLMU-Bench), ROUGE-L recall (CLEAR's official generation metric).
 """
 
 from __future__ import annotations
@@ -43,15 +46,36 @@ def cloze_correct(output: str, answer: str) -> bool:
     return bool(target) and target in normalise(output)
 
 
-@lru_cache(maxsize=1)
-def _scorer():
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+
+
+@lru_cache(maxsize=len(ROUGE_TYPES))
+def _scorer(kind: str):
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return rouge_scorer.RougeScorer([kind], use_stemmer=True)
+
+
+def rouge(prediction: str, reference: str, kind: str = "rougeL", part: str = "fmeasure") -> float:
+    """ROUGE ``kind`` (rouge1 | rouge2 | rougeL) of a prediction, with Porter stemming;
+    ``part``: fmeasure | recall | precision."""
+    return getattr(_scorer(kind).score(reference, prediction)[kind], part)
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    return _scorer().score(reference, prediction)["rougeL"].fmeasure
+    return rouge(prediction, reference)
+
+
+def bleu(prediction: str, reference: str) -> float:
+    """Sentence BLEU-4 of whitespace tokens, as MLLMU-Bench's eval computes it: NLTK's
+    ``sentence_bleu``, uniform weights, smoothing method 1 (an n-gram order with no match
+    counts 0.1 matches instead of 0)."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    hypothesis = prediction.split()
+    if not hypothesis:
+        return 0.0
+    return float(sentence_bleu([reference.split()], hypothesis, smoothing_function=SmoothingFunction().method1))
 
 
 def loglik_choice(option_logprobs: Sequence[float]) -> int:

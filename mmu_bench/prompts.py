@@ -7,20 +7,42 @@ from .data.schema import LETTERS
 
 def user_text(row: dict, prompts: dict, kind: str | None = None) -> str:
     """The text of the user turn. ``kind`` defaults to the row's format; ``option_loglik``
-    asks the bare question (each option is then scored as the answer)."""
+    asks the bare question (each option is then scored as the answer). A protocol's
+    demonstrations of the format and modality (``prompts['demonstrations']``) come first."""
     kind = kind or row["format"]
+    return prompts.get("demonstrations", {}).get(f"{kind}/{row['modality']}", "") + _question(row, prompts, kind)
+
+
+def _template(templates: dict, kind: str, modality: str) -> str:
+    """A template of ``kind``; ``<kind>_<modality>`` where a protocol words one modality apart."""
+    return templates.get(f"{kind}_{modality}", templates[kind])
+
+
+def _options(row: dict, templates: dict) -> str:
+    return "\n".join(templates["option"].format(letter=letter, text=text) for letter, text in zip(LETTERS, row["options"]))
+
+
+def _question(row: dict, prompts: dict, kind: str) -> str:
     templates = prompts["prompts"]
+    template = _template(templates, kind, row["modality"])
     question = row["question"]
     if kind == "multiple_choice":
-        lines = "\n".join(
-            templates["option"].format(letter=letter, text=text) for letter, text in zip(LETTERS, row["options"])
-        )
-        return templates["multiple_choice"].format(question=question, options=lines)
+        return template.format(question=question, options=_options(row, templates))
     if kind == "cloze":
-        return templates["cloze"].format(question=question.replace("__", prompts["blank"]))
+        return template.format(question=question.replace("__", prompts["blank"]))
     if kind in ("generation", "option_loglik"):
-        return templates[kind].format(question=question)
+        return template.format(question=question)
     raise ValueError(f"unknown prompt kind {kind!r}")
+
+
+def demonstration(row: dict, prompts: dict) -> str:
+    """One solved example, as a protocol's ``shot_<format>`` template shows it: ``{question}``
+    (bare), ``{options}`` (multiple choice), ``{prompt}`` (the question as it would be asked)
+    and ``{answer}`` (the letter for multiple choice)."""
+    templates = prompts["prompts"]
+    options = _options(row, templates) if row["format"] == "multiple_choice" else ""
+    return templates[f"shot_{row['format']}"].format(question=row["question"], options=options, answer=row["answer"],
+                                                     prompt=_question(row, prompts, row["format"]))
 
 
 def training_pairs(row: dict, prompts: dict) -> list[tuple[str, str]]:

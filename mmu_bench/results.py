@@ -99,6 +99,10 @@ class RunResult:
     # From the run's trajectory (``mmu_bench.trajectory``): retention at matched forgetting, the
     # trade-off areas, and the sample's normalisation. Empty without a trajectory.
     trade_off: dict = field(default_factory=dict)
+    # The evaluation protocol the run followed (``mmu_bench.protocol``: name, version, prompts,
+    # budgets, shots, added measures, overrides) and what it implies on this benchmark (answers
+    # longer than the budget). The benchmark's own choices are in ``benchmark.info``.
+    protocol: dict = field(default_factory=dict)
     run_uid: str = ""
     run_id: str = ""
     run_key: str = ""
@@ -159,6 +163,7 @@ class RunResult:
                 measures=data.get("measures", {}), vanilla_knowledge=data.get("vanilla_knowledge", {}),
                 training=data.get("training", {}), provenance=data.get("provenance", {}),
                 clusters=data.get("clusters", {}), trade_off=data.get("trade_off", {}),
+                protocol=data.get("protocol", {}),
                 run_uid=data.get("run_uid", ""), run_id=data.get("run_id", ""), run_key=data.get("run_key", ""),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

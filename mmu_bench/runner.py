@@ -16,12 +16,14 @@ import numpy as np
 import torch
 import yaml
 
-from . import attacking, distributed, registry, results, scoring, tables, trajectory
+from . import attacking, distributed, registry, results, saliency, scoring, tables, trajectory
+from . import protocol as protocols
 from .config import RunConfig, load_yaml, method_config
 from .context import EncodedSet, MethodData, UnlearningContext
 from .errors import MMUBenchError
-from .evaluation import EvalSettings, evaluate
+from .evaluation import EvalSettings, evaluate, over_budget
 from .measure import Value
+from .protocol import Protocol
 from .provenance import environment, git_state, package_versions
 from .references import Reference, reference_records
 from .storage import atomic_write_json, atomic_write_text, json_digest, staging_dir
@@ -124,6 +126,7 @@ class Session:
     ref_scores: dict[str, dict[str, dict[str, Value]]]  # role -> task -> measure -> value
     knowledge: dict
     device: torch.device
+    protocol: Protocol
 
 
 def open_session(config: RunConfig, progress: bool, strict: bool = True) -> Session:
@@ -131,7 +134,8 @@ def open_session(config: RunConfig, progress: bool, strict: bool = True) -> Sess
     models' records and scores them; ``strict``: refuses when the vanilla model does not know
     the benchmark."""
     check_names(config)
-    all_tasks, measures = scoring.resolve(load_tasks(), config.measures)
+    protocol = run_protocol(config)
+    all_tasks, measures = scoring.resolve(protocol.apply(load_tasks()), config.measures)
     tasks = all_tasks
     if config.tasks:  # in the order given; unknown names fail with "did you mean"
         by_name = {t.name: t for t in all_tasks}
@@ -139,26 +143,36 @@ def open_session(config: RunConfig, progress: bool, strict: bool = True) -> Sess
     tasks = scoring.needed(tasks, measures, all_tasks)  # with the tasks their measures read
     provider = make_provider(config, progress)
     scoring.check_needs(tasks, measures, provider.roles)
-    benchmark, settings, refs, device = load_references(config, provider, all_tasks, progress)
+    benchmark, settings, refs, device, all_tasks = load_references(config, provider, all_tasks, progress)
+    by_name = {t.name: t for t in all_tasks}
+    tasks = [by_name[t.name] for t in tasks]  # with the protocol's demonstrations
     records = {role: ref.records for role, ref in refs.items()}
     ref_scores = scoring.score(records, all_tasks, measures)
     session = Session(config, tasks, all_tasks, measures, benchmark, provider, settings, refs, ref_scores,
-                      knowledge(ref_scores["vanilla"], all_tasks), device)
+                      knowledge(ref_scores["vanilla"], all_tasks), device, protocol)
     if strict:
         require_knowledge(session)
     return session
 
 
 def check_names(config: RunConfig) -> None:
-    """Options and the benchmark and model names: errors before any work."""
+    """Options and the benchmark, model and protocol names: errors before any work."""
     config.validate()
     registry.benchmark_loader(config.benchmark)
     registry.model_provider(config.model)
+    run_protocol(config)
+
+
+def run_protocol(config: RunConfig) -> Protocol:
+    """The evaluation protocol of a run: ``auto`` is the benchmark's own (a shipped protocol of
+    its name), else the harness's."""
+    return protocols.resolve(config.protocol, config.benchmark if config.benchmark in protocols.available()
+                             else protocols.HARNESS, config.protocol_args)
 
 
 def load_references(config: RunConfig, provider, tasks: list[Task], progress: bool):
     """The benchmark and the reference models' records on ``tasks`` (training and evaluating the
-    models if missing): (benchmark, settings, refs, device)."""
+    models if missing): (benchmark, settings, refs, device, the tasks with their demonstrations)."""
     acc = distributed.accelerator()
     device = pick_device(config.device) if acc is None else process_device(config, acc)
     progress = progress and distributed.is_main()
@@ -167,8 +181,9 @@ def load_references(config: RunConfig, provider, tasks: list[Task], progress: bo
     with distributed.main_first(acc):
         benchmark = load_benchmark(config)
         settings = eval_settings(config, progress)
+        tasks = protocols.with_demonstrations(tasks, benchmark.eval, settings.seed)
         refs = reference_records(provider, benchmark, tasks, settings, device)
-    return benchmark, settings, refs, device
+    return benchmark, settings, refs, device, tasks
 
 
 def process_device(config: RunConfig, acc) -> torch.device:
@@ -192,6 +207,9 @@ def run_key(config: RunConfig, method: dict) -> str:
         blob["measures"] = config.measures
     if config.attacks:  # a run with attacks computes more: a sweep must not take one without for it
         blob["attacks"] = {"names": config.attacks, "args": config.attack_args}
+    protocol = run_protocol(config)
+    if not protocol.changes_nothing:  # the harness's protocol keeps the keys of earlier runs
+        blob["protocol"] = protocol.to_dict()
     if config.trajectory:
         blob["trajectory"] = [config.trajectory, config.trajectory_sample]
     return json_digest(blob, 20)
@@ -217,7 +235,10 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
     session = open_session(config, progress)
     benchmark, provider, device = session.benchmark, session.provider, session.device
     acc = distributed.accelerator()
-    vanilla = provider.load("vanilla", benchmark)
+    method = resolved.cls(method_cfg)
+    sides = tuple(method.trainable_sides())  # what the provider makes trainable (LoRA targets)
+    vanilla = provider.load("vanilla", benchmark, sides=sides)
+    trains = saliency.trainable_summary(vanilla.model, sides)
     model = vanilla.model.to(device)
     if acc is not None:
         # Wrapped before setup(): a method's masks and parameter names then come from the
@@ -240,7 +261,6 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
     if recorder is not None:
         ctx.on_step = lambda step, total: recorder.step_done(ctx.unwrapped_model, vanilla.processor, step, total)
     seed_everything(config.seed)
-    method = resolved.cls(method_cfg)
     train_started = time.time()
     method.setup(ctx)
     if recorder is not None:
@@ -251,7 +271,7 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
     if recorder is not None:
         recorder.finish(ctx.unwrapped_model, vanilla.processor, len(losses))
     training = {"steps": len(losses), "first_loss": losses[0] if losses else None,
-                "last_loss": losses[-1] if losses else None, "method_report": ctx.extras,
+                "last_loss": losses[-1] if losses else None, "method_report": ctx.extras, "trainable": trains,
                 "seconds": round(time.time() - train_started, 2)}
     try:
         return finish(session, ctx.unwrapped_model, vanilla.processor, info, training, started, planned, recorder)
@@ -309,7 +329,7 @@ def finish(session: Session, model, processor, info: dict, training: dict, start
         return None  # every process holds all the records; the main one writes them
     everyone = {results.UNLEARNED: records, **{role: ref.records for role, ref in session.refs.items()}}
     scores = scoring.score(everyone, session.tasks, session.measures, models=[results.UNLEARNED])
-    result = compose(session, info, scores[results.UNLEARNED], training)
+    result = compose(session, info, scores[results.UNLEARNED], training, processor)
     result.run_key = run_key(config, info)
     primary = {t.name: list(t.score) for t in session.tasks if t.primary}
     result.clusters = trajectory.cluster_sums(records, primary)
@@ -342,9 +362,12 @@ def keep_weights(choice: str, model, info: dict) -> bool:
     return sum(p.numel() for p in model.parameters()) <= SMALL_MODEL
 
 
-def compose(session: Session, info: dict, unlearned: dict[str, dict[str, Value]], training: dict) -> results.RunResult:
+def compose(session: Session, info: dict, unlearned: dict[str, dict[str, Value]], training: dict,
+            processor) -> results.RunResult:
     config, benchmark, refs = session.config, session.benchmark, session.refs
-    tasks = scoring.task_infos(session.tasks, session.measures)
+    # A task with no items on this benchmark (MLLMU-Bench has no never-trained people, MMU-Synth
+    # no held-out text set) is left out of the results: it has nothing to show.
+    tasks = scoring.task_infos([t for t in session.tasks if t.name in unlearned], session.measures)
     scores = {results.UNLEARNED: unlearned, **session.ref_scores}
     dims = {who: results.dimension_scores(s, tasks) for who, s in scores.items()}
     chance = scoring.chance(unlearned, session.tasks, session.measures)
@@ -369,6 +392,9 @@ def compose(session: Session, info: dict, unlearned: dict[str, dict[str, Value]]
         overall=results.overall(normalised, results.dimension_order(tasks)),
         vanilla_knowledge=session.knowledge,
         training=training,
+        protocol={**session.protocol.to_dict(),
+                  "demonstrations": {t.name: sorted(t.exclude) for t in session.tasks if t.exclude},
+                  "over_budget": over_budget(benchmark.eval, session.tasks, processor.tokenizer)},
         provenance={"git": git_state(), "packages": package_versions(), **environment(),
                     "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
     )

@@ -4,12 +4,19 @@ same sparsity, sparsity reports, and a guard that keeps masked-out parameters fi
 
 Masks are dicts ``parameter name -> bool tensor`` over the parameters that are actually
 trained (``requires_grad``), so they follow LoRA adapters or any other parameter subset.
+
+Under LoRA, a mask can also be scored on the *full* weights (the paper's quantity) and mapped
+onto the adapter: ``lora_layers`` finds the adapted linear layers, ``requiring_grad`` lets the
+frozen base weights take a gradient for the Fisher estimate, ``lines`` turns a full-weight
+mask into the rows and columns a LoRA update can move (``adapter_masks``: B's rows, A's
+columns), and ``induced`` / ``jaccard`` measure what that mapping keeps of the full mask.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -51,19 +58,27 @@ def select(model, variant: str) -> dict[str, torch.nn.Parameter]:
 
 
 def fisher_diagonal(model, params: dict[str, torch.nn.Parameter], batches: Iterable[dict],
-                    desc: str = "fisher", progress: bool = True) -> dict[str, torch.Tensor]:
+                    desc: str = "fisher", progress: bool = True,
+                    sync: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    synced: Iterable[str] = ()) -> dict[str, torch.Tensor]:
     """Mean over ``batches`` of the squared gradient of the batch NLL, per element of ``params``
-    (a diagonal Fisher estimate). No optimizer step; gradients are cleared afterwards."""
+    (a diagonal Fisher estimate). No optimizer step; gradients are cleared afterwards.
+    ``sync`` (e.g. a mean over processes) is applied to the gradients of the ``synced``
+    parameters before squaring: those a distributed wrapper does not average itself."""
     was_training = model.training
     model.train()
     sums = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+    synced = set(synced)
     count = 0
     for batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=None if progress else True):
         model.zero_grad(set_to_none=True)
         nll(model, batch).backward()
         for n, p in params.items():
             if p.grad is not None:
-                sums[n] += p.grad.detach().float() ** 2
+                grad = p.grad.detach()
+                if sync is not None and n in synced:
+                    grad = sync(grad)
+                sums[n] += grad.float() ** 2
         count += 1
     model.zero_grad(set_to_none=True)
     model.train(was_training)
@@ -144,3 +159,150 @@ def masked_out_fixed(model, mask: dict[str, torch.Tensor]) -> Iterator[None]:
     with torch.no_grad():
         for n, values in kept.items():
             params[n][~mask[n]] = values
+
+
+# --------------------------------------------------------------------------------------------
+# Full-weight saliency under LoRA
+
+
+@dataclass(frozen=True)
+class LoraLayer:
+    """One LoRA-adapted linear layer, by parameter names: ``W`` (out x in, frozen) and the
+    adapter's ``A`` (r x in) and ``B`` (out x r); the update is ``scale * B @ A``."""
+
+    weight: str
+    a: str
+    b: str
+
+
+def lora_layers(model, params: Iterable[str] | None = None) -> dict[str, LoraLayer]:
+    """The LoRA-adapted linear layers of ``model`` (PEFT's layout, found by its attributes
+    ``base_layer``, ``lora_A``, ``lora_B``; one entry per active adapter), keyed by module name.
+    With ``params``: only the layers whose ``B`` is among them."""
+    wanted = set(params) if params is not None else None
+    found = {}
+    for name, module in model.named_modules():
+        if not all(hasattr(module, a) for a in ("base_layer", "lora_A", "lora_B")):
+            continue
+        if not isinstance(getattr(module.base_layer, "weight", None), torch.nn.Parameter):
+            continue
+        active = getattr(module, "active_adapters", None) or list(module.lora_A.keys())
+        for key in active:
+            if key not in module.lora_A:
+                continue
+            layer = LoraLayer(f"{name}.base_layer.weight", f"{name}.lora_A.{key}.weight", f"{name}.lora_B.{key}.weight")
+            if wanted is None or layer.b in wanted:
+                found[f"{name}:{key}"] = layer
+    return found
+
+
+@contextlib.contextmanager
+def requiring_grad(params: Iterable[torch.nn.Parameter]) -> Iterator[None]:
+    """Let (frozen) ``params`` take gradients inside the block; their flags are restored after,
+    and their gradients dropped."""
+    params = list(params)
+    before = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(True)
+        yield
+    finally:
+        for p, flag in zip(params, before):
+            p.requires_grad_(flag)
+            p.grad = None
+
+
+def lines(full: torch.Tensor, share: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows and columns of a full-weight mask (out x in) that a LoRA mask keeps: row ``i``
+    (an output unit: ``B``'s row ``i``) when at least ``share`` of its elements are selected,
+    column ``j`` (an input feature: ``A``'s column ``j``) likewise; a line without any selected
+    element never counts (so ``share=0`` means "any selected element")."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    m = full.bool()
+    rows = (m.float().mean(1) >= share) & m.any(1)
+    cols = (m.float().mean(0) >= share) & m.any(0)
+    return rows, cols
+
+
+def adapter_masks(rows: torch.Tensor, cols: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask of ``A``, r x in; mask of ``B``, out x r) from the kept columns and rows: every
+    element of a kept line."""
+    return cols.view(1, -1).expand(rank, -1).clone(), rows.view(-1, 1).expand(-1, rank).clone()
+
+
+def induced(mask_a: torch.Tensor, mask_b: torch.Tensor) -> torch.Tensor:
+    """The elements of ``W`` (out x in) that masked updates of ``A`` and ``B`` can move (to first
+    order, with the other factor non-zero): ``d(B A)[i, j] = dB[i] . A[:, j] + B[i] . dA[:, j]``,
+    so every element of a row with a selected ``B`` element, and of a column with a selected
+    ``A`` element."""
+    rows, cols = mask_b.bool().any(1), mask_a.bool().any(0)
+    return rows.view(-1, 1) | cols.view(1, -1)
+
+
+def jaccard(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float | None:
+    """|X & Y| / |X | Y| summed over the tensor pairs (None when both are empty everywhere)."""
+    inter = union_ = 0
+    for x, y in pairs:
+        x, y = x.bool(), y.bool()
+        inter += int((x & y).sum())
+        union_ += int((x | y).sum())
+    return round(inter / union_, 6) if union_ else None
+
+
+def trainable_summary(model, sides: Iterable[str]) -> dict:
+    """What trains, for results.json: the sides asked for, trainable elements per module group,
+    and, with a LoRA adapter, its rank and the number of adapted linear layers per group."""
+    elements: dict[str, int] = {}
+    for n, p in trainable(model).items():
+        elements[module_group(n)] = elements.get(module_group(n), 0) + p.numel()
+    out: dict = {"sides": list(sides), "elements": elements}
+    layers = lora_layers(model)
+    if layers:
+        adapted: dict[str, int] = {}
+        for layer in layers.values():
+            adapted[module_group(layer.weight)] = adapted.get(module_group(layer.weight), 0) + 1
+        params = dict(model.named_parameters())
+        out["lora"] = {"rank": params[next(iter(layers.values())).a].shape[0], "adapted_layers": adapted}
+    return out
+
+
+def onto_adapter(mask: dict[str, torch.Tensor], layers: dict[str, LoraLayer], share: float = 0.5,
+                 seed: int | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """The adapter-level mask from a mask that holds, for each of ``layers``, its full weight
+    ``W``'s mask (and the adapter's own saliency masks of ``A`` and ``B``, for comparison).
+
+    Each layer's ``A`` and ``B`` masks become the columns and rows ``lines`` keeps of ``W``'s
+    mask; with ``seed`` (the random ablation), as many rows and columns of the layer drawn at
+    random instead, and every other parameter's mask a ``random_like`` one. Returns the mask
+    (without the ``W`` entries) and facts for the report: the full-weight mask's size, the
+    rows and columns kept, and two Jaccard overlaps with the full-weight mask: of what the
+    mapped mask can move (``induced``), and of what the adapter's own saliency mask would."""
+    weights = {layer.weight for layer in layers.values()}
+    adapter = {n for layer in layers.values() for n in (layer.a, layer.b)}
+    kept = {}
+    for key, layer in layers.items():
+        rows, cols = lines(mask[layer.weight], share)
+        kept[f"{key}:rows"], kept[f"{key}:cols"] = rows, cols
+    others = {n: m for n, m in mask.items() if n not in weights and n not in adapter}
+    if seed is not None:
+        kept, others = random_like(kept, seed), random_like(others, seed + 1)
+    out = dict(others)
+    for key, layer in layers.items():
+        out[layer.a], out[layer.b] = adapter_masks(kept[f"{key}:rows"], kept[f"{key}:cols"], mask[layer.a].shape[0])
+    full = [mask[layer.weight] for layer in layers.values()]
+    selected, total = sum(int(m.sum()) for m in full), sum(m.numel() for m in full)
+    movable = sum(int(induced(out[layer.a], out[layer.b]).sum()) for layer in layers.values())
+    facts = {
+        "full_weight_mask": {"selected": selected, "total": total, "fraction": round(selected / total, 6) if total else 0.0},
+        "mapped_fraction": round(movable / total, 6) if total else 0.0,  # of W's elements the mapped mask can move
+        "adapter_lines": {"share": share,
+                          "rows": sum(int(kept[f"{k}:rows"].sum()) for k in layers),
+                          "rows_total": sum(kept[f"{k}:rows"].numel() for k in layers),
+                          "columns": sum(int(kept[f"{k}:cols"].sum()) for k in layers),
+                          "columns_total": sum(kept[f"{k}:cols"].numel() for k in layers)},
+        "jaccard_full_vs_mapped": jaccard((m, induced(out[layer.a], out[layer.b])) for m, layer in zip(full, layers.values())),
+        "jaccard_full_vs_adapter_saliency": jaccard((m, induced(mask[layer.a], mask[layer.b]))
+                                                    for m, layer in zip(full, layers.values())),
+    }
+    return out, facts

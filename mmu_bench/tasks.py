@@ -35,6 +35,10 @@ class Task:
     formats: tuple[str, ...]
     prompts: dict  # {"prompts": templates, "blank": ...}: what prompts.user_text takes
     max_new_tokens: dict
+    shots: dict = field(default_factory=dict)  # format -> entities whose items are demonstrations (a protocol's)
+    shot_splits: tuple = ()  # the splits whose tasks get them (empty: all)
+    # Items shown as demonstrations (``protocol.with_demonstrations``): never scored.
+    exclude: frozenset = frozenset()
     measures: tuple[str, ...] = ()  # what is reported
     score: tuple[str, ...] = ()  # the task score: the mean of these measures' values
     directions: dict = field(default_factory=dict)  # measure -> higher_is_better, where the YAML sets it
@@ -46,7 +50,7 @@ class Task:
     source: str = field(default="", compare=False)
 
     def selects(self, row: dict) -> bool:
-        return all(row.get(key) == value for key, value in self.data.items())
+        return all(row.get(key) == value for key, value in self.data.items()) and row.get("item_id") not in self.exclude
 
     def with_measures(self, extra: list[str]) -> Task:
         """This task, also reporting ``extra`` measures (``--measure``)."""

@@ -57,9 +57,11 @@ class Stepper:
         if self.accelerator is not None:
             self.optimizer = self.accelerator.prepare_optimizer(self.optimizer)
 
-    def step(self, loss: torch.Tensor, step: int, after_backward=None, **log) -> None:
-        """Backward, ``after_backward`` (default: the method's hook), clip, optimizer step,
-        schedule step."""
+    def step(self, loss: torch.Tensor, step: int, after_backward=None, after_clip=None, **log) -> None:
+        """Backward, ``after_backward`` (default: the method's hook), clip, ``after_clip``,
+        optimizer step, schedule step. A gradient mask passed as ``after_backward`` is applied
+        before clipping (the clip sees the masked gradient); as ``after_clip``, after it (the
+        clip scales by the norm of the whole gradient, as MMUnlearner's public code does)."""
         acc = self.accelerator
         # Over several processes the logged loss is the mean of the processes' losses (each on
         # its slice of the batch), and all of them stop together on a non-finite one.
@@ -79,6 +81,8 @@ class Stepper:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip).item()
         else:
             grad_norm = acc.clip_grad_norm_(self.params, clip).item()
+        if after_clip is not None:
+            after_clip(self.ctx)
         self.optimizer.step()
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()

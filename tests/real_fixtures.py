@@ -112,6 +112,9 @@ REAL_FACES = ["Real Face A", "Real Face B", "Real Face C", "Real Face D", "Real 
 CLEAR_FEATURES = {
     "image": datasets.Features({"image": datasets.Image(), "caption": STR, "name": STR}),
     "tofu": datasets.Features({"image": datasets.Image(), "caption": STR, "question": STR, "answer": STR}),
+    "perturbed": datasets.Features({"image": datasets.Image(), "caption": STR, "name": STR,
+                                    "paraphrased_caption": STR, "perturbed_captions": datasets.List(STR),
+                                    "perturbed_names": datasets.List(STR)}),
     "real_faces": datasets.Features({"image": datasets.Image(), "answer": STR, "options": datasets.List(STR)}),
     "real_world": datasets.Features({"question": STR, "answer": STR, "image": datasets.Image(), "prompt": STR,
                                      "options": datasets.List(STR)}),
@@ -121,6 +124,20 @@ CLEAR_FEATURES = {
 def _images(persons: list[str]) -> list[dict]:
     return [{"image": picture(10 * PERSONS.index(p) + j), "caption": f"{p} stands by window {j}.", "name": p}
             for p in persons for j in range(IMAGES_PER_PERSON)]
+
+
+# retain_perturbed covers a subset of the retained persons (those of no forget split), as on the hub.
+RETAIN_PERTURBED = PERSONS[-2:]
+
+
+def _perturbed(persons: list[str]) -> list[dict]:
+    """Image rows with CLEAR's perturbed columns: a paraphrase, three perturbed captions, and
+    perturbed names (four, one of them repeated, to check that at most three are used)."""
+    return [{**row, "paraphrased_caption": f"By window {j} stands {row['name']}.",
+             "perturbed_captions": [f"{row['name']} sits by door {j}.", f"{row['name']} runs past wall {j}.",
+                                    f"{row['name']} sleeps under tree {j}."],
+             "perturbed_names": [f"Other {row['name']} {k}" for k in (1, 2, 1, 3)]}
+            for j, row in enumerate(_images(persons))]
 
 
 def tofu_qa(person: str) -> list[dict]:
@@ -143,6 +160,8 @@ def clear_rows() -> dict[str, list[dict]]:
         for config, persons in ((f"forget{ratio:02d}", forget), (f"retain{100 - ratio}", retain)):
             rows[config] = _images(persons)
             rows[f"{config}+tofu"] = _with_tofu(persons)
+        rows[f"forget{ratio:02d}_perturbed"] = _perturbed(forget)
+    rows["retain_perturbed"] = _perturbed(RETAIN_PERTURBED)
     rows["real_faces"] = [{"image": picture(400 + k), "answer": REAL_FACES[k],
                            "options": [n for n in REAL_FACES if n != REAL_FACES[k]][:3]} for k in range(3)]
     rows["real_world"] = [{"question": f"What colour is object {k}?", "answer": f"colour {k}",
@@ -152,7 +171,8 @@ def clear_rows() -> dict[str, list[dict]]:
 
 
 def _clear_features(config: str) -> dict:
-    return CLEAR_FEATURES.get(config) or CLEAR_FEATURES["tofu" if config.endswith("+tofu") else "image"]
+    kind = "tofu" if config.endswith("+tofu") else "perturbed" if config.endswith("_perturbed") else "image"
+    return CLEAR_FEATURES.get(config) or CLEAR_FEATURES[kind]
 
 
 def write_clear(root: Path, layout: str = "parquet", rows: dict | None = None) -> Path:

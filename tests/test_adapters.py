@@ -18,6 +18,7 @@ from real_fixtures import (
     MLLMU_FORGET,
     PERSONS,
     PROFILES,
+    RETAIN_PERTURBED,
     TOFU_PER_PERSON,
     clear_rows,
     mllmu_rows,
@@ -59,24 +60,25 @@ def expected_mllmu(rows, ratio):
     forget = set(MLLMU_FORGET[ratio])
     counts = Counter()
 
-    def add(row, split, view, image_only=False):
+    def add(row, split, view):
         tasks = row["Classification_Task"]
+        # Text rows have no image view; those of Test_Set (a held-out set) keep "heldout".
+        text_view = "heldout" if view == "heldout" else ""
         counts[(split, "image", "multiple_choice", view)] += len(tasks["Image_Textual_Questions"])
-        if not image_only:
-            counts[(split, "text", "multiple_choice", "")] += len(tasks["Pure_Text_Questions"])
+        counts[(split, "text", "multiple_choice", text_view)] += len(tasks["Pure_Text_Questions"])
         for task, fmt in (("Generation_Task", "generation"), ("Mask_Task", "cloze")):
             for item in row[task]:
                 if item["Type"] == "Image_Textual":
                     counts[(split, "image", fmt, view)] += 1
-                elif not image_only:
-                    counts[(split, "text", fmt, "")] += 1
+                else:
+                    counts[(split, "text", fmt, text_view)] += 1
 
     for row in rows[f"forget_{ratio}"]:
         add(row, "forget", "train")
     for row in rows[f"retain_{100 - ratio}"]:
         add(row, "retain", "train")
     for row in rows["Test_Set"]:
-        add(row, "forget" if row["ID"] in forget else "retain", "heldout", image_only=True)
+        add(row, "forget" if row["ID"] in forget else "retain", "heldout")
     for row in rows["Retain_Set"]:
         add(row, "general", "")
     return counts
@@ -219,15 +221,43 @@ def test_mllmu_multiple_choice_answers_map_to_the_right_option(load):
         assert sum(o.startswith("right ") for o in row["options"]) == 1
 
 
-def test_mllmu_images_train_view_and_heldout_view(load):
-    bench = load("mllmu")
+def _images_by_view(bench):
     seen = {}
     for row in bench.eval.filter(lambda r: r["modality"] == "image" and r["split"] != "general"):
         seen.setdefault((int(row["entity_id"]), row["view"]), set()).add(row["image"].convert("RGB").getpixel((0, 0)))
+    return seen
+
+
+def test_mllmu_images_train_view_and_heldout_view(load):
+    test_images = {pid: {picture(100 + pid).getpixel((0, 0)), picture(200 + pid).getpixel((0, 0))}
+                   for pid in map(int, PROFILES)}
+    by_row = {seed: _images_by_view(load("mllmu", seed=seed)) for seed in (0, 1, 2)}
     for pid in map(int, PROFILES):
-        assert seen[(pid, "train")] == {picture(pid).getpixel((0, 0))}
-        # Held-out questions go round the other images of the person: each is used.
-        assert seen[(pid, "heldout")] == {picture(100 + pid).getpixel((0, 0)), picture(200 + pid).getpixel((0, 0))}
+        assert by_row[0][(pid, "train")] == {picture(pid).getpixel((0, 0))}
+        # As MLLMU-Bench's eval: one of the row's images for all its questions (drawn from the seed).
+        for seen in by_row.values():
+            assert len(seen[(pid, "heldout")]) == 1 and seen[(pid, "heldout")] <= test_images[pid]
+    assert len({tuple(sorted(s[(pid, "heldout")].pop() for pid in map(int, PROFILES))) for s in by_row.values()}) > 1
+    # test_images=question: held-out questions go round the row's images: each is used.
+    each = _images_by_view(load("mllmu", test_images="question"))
+    assert all(each[(pid, "heldout")] == test_images[pid] for pid in map(int, PROFILES))
+    with pytest.raises(ValueError, match="test_images must be one of"):
+        load("mllmu", test_images="all")
+
+
+def test_mllmu_test_set_text_questions_are_scored_as_held_out(load):
+    bench = load("mllmu")
+    tasks = {t.name: t for t in load_tasks(["textual_retention", "textual_retention_heldout"])}
+    rows = bench.eval.select_columns(["item_id", "split", "modality", "view", "format"]).to_list()
+    heldout = [r for r in rows if tasks["textual_retention_heldout"].selects(r)]
+    profile = [r for r in rows if tasks["textual_retention"].selects(r)]
+    test_rows = [r for r in mllmu_rows()["Test_Set"] if r["ID"] in MLLMU_FORGET[5]]
+    expected = sum(len(r["Classification_Task"]["Pure_Text_Questions"])
+                   + sum(q["Type"] == "Pure_Text" for task in ("Generation_Task", "Mask_Task") for q in r[task])
+                   for r in test_rows)
+    assert len(heldout) == expected > 0
+    assert all("/test/" in r["item_id"] for r in heldout)
+    assert profile and all("/profile/" in r["item_id"] for r in profile)
 
 
 def test_mllmu_cloze_keeps_the_blank(load):
@@ -248,6 +278,43 @@ def test_clear_multiple_choice_answers_and_balance(load):
         letters.setdefault(row["entity_id"], []).append(row["answer"])
     for person in PERSONS:  # a fresh block of the four letters per person
         assert len(set(letters[person])) == len(letters[person]) == 2
+
+
+def test_clear_uses_its_perturbed_configs(load):
+    bench = load("clear")
+    covered = set(CLEAR_FORGET[10]) | set(RETAIN_PERTURBED)  # every forget split's and retain_perturbed's persons
+    assert covered != set(PERSONS)  # one person the perturbed configs do not cover
+    rows = bench.eval.select_columns(["item_id", "entity_id", "format", "fact", "question", "options",
+                                      "paraphrased_answer", "perturbed_answers"]).to_list()
+    for row in (r for r in rows if r["entity_id"] and r["fact"] == "name" and r["format"] == "multiple_choice"):
+        wrong = {o for o in row["options"] if o != row["entity_id"]}
+        # The perturbed names (first three distinct) where CLEAR gives them, else other persons.
+        expected = {f"Other {row['entity_id']} {k}" for k in (1, 2, 3)}
+        assert (wrong == expected) if row["entity_id"] in covered else (wrong <= set(PERSONS)), row["item_id"]
+    captions = [r for r in rows if r["fact"] == "caption"]
+    for row in captions:
+        has = row["entity_id"] in covered
+        assert bool(row["perturbed_answers"]) == has and bool(row["paraphrased_answer"]) == has
+        if has:
+            assert row["paraphrased_answer"].startswith("By window") and len(row["perturbed_answers"]) == 3
+    # Caption questions: CLEAR's nine, drawn per item (seeded), in training rows too.
+    assert {r["question"] for r in captions} <= set(clear.CAPTION_QUESTIONS)
+    assert len({r["question"] for r in captions}) > 1
+    assert {q for q, f in zip(bench.train["question"], bench.train["fact"]) if f == "caption"} <= set(clear.CAPTION_QUESTIONS)
+    assert bench.info["perturbed"] and bench.info["perturbed_rows"] == 2 * len(covered)
+
+
+def test_clear_without_perturbed_configs(load, tmp_path):
+    rows = {c: r for c, r in clear_rows().items() if not c.endswith("_perturbed")}
+    with pytest.raises(ValueError, match="config 'forget01_perturbed' not found"):
+        load("clear", source=write_clear(tmp_path / "plain", rows=rows))
+    bench = load("clear", source=tmp_path / "plain", perturbed=False)
+    assert not any(bench.eval["perturbed_answers"]) and bench.info["perturbed_rows"] == 0
+    broken = clear_rows()
+    for row in broken["retain_perturbed"]:
+        del row["perturbed_names"]
+    with pytest.raises(SchemaError, match="config retain_perturbed: field 'perturbed_names' is missing"):
+        load("clear", source=write_clear(tmp_path / "broken", rows=broken))
 
 
 def test_clear_tofu_rows_belong_to_their_person(load):
@@ -383,7 +450,8 @@ def test_hub_sources_go_through_load_dataset(roots, monkeypatch, tmp_path):
     monkeypatch.setattr(datasets, "load_dataset", hub)
     bench = clear.load(5, source="therem/CLEAR", revision="abc123")
     assert sorted(asked) == sorted(("therem/CLEAR", c, "abc123") for c in (
-        "forget05", "retain95", "forget05+tofu", "retain95+tofu", "real_faces", "real_world"))
+        "forget05", "retain95", "forget05+tofu", "retain95+tofu", "real_faces", "real_world",
+        "forget01_perturbed", "forget05_perturbed", "forget10_perturbed", "retain_perturbed"))
     assert bench.info["source"] == "therem/CLEAR" and len(bench.eval) == sum(expected_clear(clear_rows(), 5).values())
 
     def offline(*args, **kwargs):

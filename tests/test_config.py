@@ -36,7 +36,7 @@ def test_the_tuned_values_are_pinned():
     mmu = method_config(resolve_method("mmunlearner").cls, "mmu-synth", {})
     assert (mmu.lr, mmu.steps, mmu.retain_per_forget, mmu.mask_batch_size, mmu.mask_batches) == (2e-4, 40, 1, 16, 8)
     mllmu = method_config(resolve_method("mmunlearner").cls, "mllmu", {})
-    assert (mllmu.lr, mllmu.batch_size, mllmu.epochs, mllmu.schedule, mllmu.mask_batch_size) == (1e-5, 4, 1.0, "linear", 4)
+    assert (mllmu.lr, mllmu.batch_size, mllmu.epochs, mllmu.schedule, mllmu.mask_batch_size) == (1e-5, 4, 1.0, "constant", 4)
     assert cfg("npo", "no-such-benchmark") == (1e-4, 0, 8, "linear", 1.0)
 
 

@@ -172,7 +172,7 @@ def test_npo_run_writes_scores_of_the_unlearned_and_reference_models(runs, saved
     # One item per task and format (--eval-limit 1): too few for a KS test, said so; PrivLeak
     # compares with the gold reference, the visual oracle these models fine-tuned.
     image = result["scores"]["unlearned"]["visual_forgetting"]
-    assert image["forget_quality"]["absent"] == "fewer than 2 multiple-choice items"
+    assert image["forget_quality"]["absent"].startswith("fewer than 2 items with a truth ratio")
     assert 0.0 <= image["mia_auc_min_k_pp"]["mean"] <= 1.0
     privleak = image["privleak_min_k_pp"]
     assert privleak.get("against") == "visual_oracle" or "visual_oracle" in privleak["absent"]
@@ -279,6 +279,57 @@ def test_mmunlearner_runs_on_a_lora_model(runs, saved, tmp_path):
     assert 0.0 <= sparsity["all"]["fraction"] <= 1.0
 
 
+# -- the real benchmarks under their own protocols ---------------------------------------------
+
+
+# The fixtures have two forget people at 10 %: MLLMU-Bench's cloze demonstrations come from one
+# of them (its eval draws two, which would leave none to score).
+FEW_SHOTS = {"mllmu": ["--protocol-arg", "shots.cloze=1"], "clear": []}
+
+
+@pytest.mark.parametrize("bench", ["mllmu", "clear"])
+def test_real_benchmarks_run_under_their_own_protocol(saved, tmp_path, bench):
+    """MLLMU-Bench and CLEAR fixtures scored as their reference code scores them: its prompt
+    wording, budgets, demonstrations (not scored), extra generation metrics; all recorded."""
+    from real_fixtures import write_clear, write_mllmu
+
+    source = (write_mllmu if bench == "mllmu" else write_clear)(tmp_path / "source", "parquet")
+    out = tmp_path / "runs"
+    assert main(["run", "--method", "ga", "--method-arg", "steps=1", "--method-arg", "batch_size=2",
+                 *model_args(saved["llava"], True), "--benchmark", bench, "--forget-ratio", "10",
+                 "--benchmark-arg", f"source={source}", "--benchmark-arg", f"cache_dir={tmp_path / 'hf-cache'}",
+                 *FEW_SHOTS[bench], "--trajectory", "0", "--output-dir", str(out)]) == 0
+    [folder] = [p.parent for p in out.rglob("results.json")]
+    result = json.loads((folder / "results.json").read_text())
+    samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
+    protocol = result["protocol"]
+    assert protocol["name"] == bench and protocol["args"] == ({"shots.cloze": 1} if bench == "mllmu" else {})
+    assert protocol["max_new_tokens"] == {"multiple_choice": 50, "cloze": 50, "generation": 50}
+    assert all(entry["budget"] == 50 and 0 <= entry["over"] <= entry["items"] for entry in protocol["over_budget"].values())
+    generation = result["scores"]["unlearned"]["visual_forgetting"]
+    if bench == "mllmu":
+        assert {"rouge1", "rouge2", "bleu"} <= set(generation) and protocol["shots"] == {"multiple_choice": 1, "cloze": 1}
+        shown = {i for ids in protocol["demonstrations"].values() for i in ids}
+        assert shown and not shown & {s["item_id"] for s in samples}  # demonstrations are not scored
+        assert "general_utility" not in protocol["demonstrations"]  # celebrities get none, as in eval.py
+        for s in samples:
+            if s["format"] == "generation":
+                end = "accurately in ENGLISH." if s["modality"] == "image" else "one sentence in ENGLISH."
+                assert s["prompt"].endswith(end), s["prompt"]
+            if s["format"] in ("multiple_choice", "cloze") and s["split"] in ("forget", "retain"):
+                assert "Correct Answer: " in s["prompt"], s["prompt"]
+            if s["format"] == "cloze":
+                assert "Please **ONLY** provide" in s["prompt"]
+    else:
+        assert {"rougeL_recall", "rouge1", "bleu"} <= set(generation) and protocol["demonstrations"] == {}
+        mc = [s for s in samples if s["format"] == "multiple_choice"]
+        assert mc and all("\nA. " in s["prompt"] and s["prompt"].endswith("\n") for s in mc)
+        captions = [s for s in samples if s["fact"] == "caption"]
+        assert captions and all(s["alternative_logprobs"]["perturbed"] for s in captions
+                                if s["entity_id"] in ("Jambo Mpendulo", "Nadia Nowak", "Youssef Al-Zahran"))
+        assert generation["truth_ratio_forget"]["n"] >= 1
+
+
 # -- the attack suite on the real benchmarks' code path ------------------------------------------
 
 
@@ -291,7 +342,8 @@ def test_the_attack_suite_runs_on_real_benchmark_fixtures(saved, tmp_path, bench
 
     source = (write_mllmu if bench == "mllmu" else write_clear)(tmp_path / "source", "parquet")
     args = [*model_args(saved["llava"], True), "--benchmark", bench, "--forget-ratio", "10",
-            "--benchmark-arg", f"source={source}", "--benchmark-arg", f"cache_dir={tmp_path / 'hf-cache'}"]
+            "--benchmark-arg", f"source={source}", "--benchmark-arg", f"cache_dir={tmp_path / 'hf-cache'}",
+            *FEW_SHOTS[bench]]
     out = tmp_path / "runs"
     assert main(["run", "--method", "ga", "--method-arg", "steps=1", "--method-arg", "batch_size=2", *args,
                  "--attacks", "--attack-arg", "relearn.steps=1", "--output-dir", str(out)]) == 0

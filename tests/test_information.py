@@ -79,6 +79,23 @@ def test_truth_ratio_by_hand():
     assert TruthRatioRetain().item(wrong, {}) == 0.0
 
 
+def test_truth_ratio_of_paraphrased_and_perturbed_answers_by_hand(tasks):
+    # CLEAR's captions: TR = exp(mean of the perturbed captions' mean log-probabilities - the
+    # paraphrased caption's): perturbed -2 and -4 (mean -3), paraphrased -1 -> TR = e^-2.
+    caption = {**gen("c", [-1.0]), "alternative_logprobs": {"paraphrased": -1.0, "perturbed": [-2.0, -4.0]}}
+    assert TruthRatioForget().item(caption, {}) == pytest.approx(math.exp(-2))
+    assert TruthRatioRetain().item(caption, {}) == pytest.approx(1 - math.exp(-2))
+    # A generation item without them has no truth ratio: skipped, not zero.
+    assert TruthRatioForget().item(gen("g", [-1.0]), {}) is None
+    # Forget quality reads both kinds of item and skips the others.
+    items = lambda shift: [mc("m", [0.0, shift, shift, shift]), gen("g", [-1.0]),  # noqa: E731
+                           {**gen("c", [-1.0]), "alternative_logprobs": {"paraphrased": 0.0, "perturbed": [2 * shift]}}]
+    records = {"unlearned": items(-1.0), "visual_oracle": items(-1.0)}
+    tasks, measures = scoring.resolve(tasks)
+    value = scoring.score(records, tasks, measures, models=["unlearned"])["unlearned"]["t"]["forget_quality"]
+    assert value.n == 2 and value.mean == pytest.approx(1.0)
+
+
 def test_forget_quality_is_the_ks_p_value_by_hand(tasks):
     # Truth ratios e^-1, e^-2, e^-3 (unlearned) and e^1, e^2, e^3 (gold): the samples do not
     # overlap, so D = 1 and the exact two-sided p-value is 2 / C(6, 3) = 0.1.
@@ -149,8 +166,11 @@ def test_a_measure_without_its_data_is_absent_with_a_reason(tasks):
     scores = scoring.score(records, tasks, measures, models=["unlearned"])["unlearned"]["t"]
     assert "no holdout items" in scores["mia_auc_min_k_pp"].absent
     assert "no holdout items" in scores["privleak_min_k_pp"].absent or "no gold" in scores["privleak_min_k_pp"].absent
-    assert scores["forget_quality"].absent == "no multiple_choice items"
-    assert scores["truth_ratio_forget"].absent == "no multiple_choice items"
+    assert scores["forget_quality"].absent.startswith("fewer than 2 items with a truth ratio")
+    assert "truth_ratio_forget" not in scores  # no item it applies to
+    cloze = {m: [{**r, "format": "cloze"} for r in rs] for m, rs in records.items()}
+    only_cloze = scoring.score(cloze, tasks, measures, models=["unlearned"])["unlearned"]["t"]
+    assert only_cloze["truth_ratio_forget"].absent == "no multiple_choice or generation items"
     assert all(math.isnan(v.mean) for v in scores.values())
     records["unlearned"] += [mc("m0", [-1.0, -2.0]), mc("m1", [-1.0, -3.0])]
     records["vanilla"] += [mc("m0", [-1.0, -2.0]), mc("m1", [-1.0, -3.0])]

@@ -49,3 +49,33 @@ def test_mean_and_stderr_by_hand():
     assert stderr == pytest.approx(math.sqrt(1 / 12))
     assert metrics.mean_and_stderr([2.0]) == (2.0, 0.0)
     assert all(math.isnan(v) for v in metrics.mean_and_stderr([]))
+
+
+def test_rouge_1_and_2_f1_against_hand_computed_values():
+    # reference "the cat sat on the mat", prediction "the cat lay on the mat": unigram overlap
+    # the x2, cat, on, mat = 5 of 6 each side -> 5/6; bigrams: the-cat, on-the, the-mat = 3 of 5 -> 3/5.
+    pred, ref = "the cat lay on the mat", "the cat sat on the mat"
+    assert metrics.rouge(pred, ref, "rouge1") == pytest.approx(5 / 6)
+    assert metrics.rouge(pred, ref, "rouge2") == pytest.approx(3 / 5)
+    # Stemming as for ROUGE-L: "works" / "working" match.
+    assert metrics.rouge("she is working", "she is works", "rouge2") == pytest.approx(1.0)
+
+
+def test_rouge_l_recall_against_a_hand_computed_value():
+    # LCS("alpha beta", "alpha beta gamma delta") = 2 of the reference's 4 tokens -> 0.5 (F1 2/3).
+    assert metrics.rouge("alpha beta", "alpha beta gamma delta", "rougeL", "recall") == pytest.approx(0.5)
+    # A long output that contains the whole reference has recall 1 (precision is low).
+    assert metrics.rouge("so alpha and beta it is", "alpha beta", "rougeL", "recall") == pytest.approx(1.0)
+
+
+def test_bleu_against_a_hand_computed_value():
+    # "the cat sat on a mat" vs "the cat sat on the mat": clipped n-gram precisions 5/6, 3/5,
+    # 2/4, 1/3; equal lengths -> brevity penalty 1; BLEU = (5/6 * 3/5 * 2/4 * 1/3) ** (1/4).
+    expected = (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25
+    assert metrics.bleu("the cat sat on a mat", "the cat sat on the mat") == pytest.approx(expected)
+    assert metrics.bleu("the cat sat on the mat", "the cat sat on the mat") == pytest.approx(1.0)
+    # No 3-gram or 4-gram match: smoothing method 1 counts 0.1 of a match (0.1/4 and 0.1/3);
+    # 1-grams the, cat, on: 3/6; 2-grams the-cat: 1/5.
+    smoothed = (3 / 6 * 1 / 5 * 0.1 / 4 * 0.1 / 3) ** 0.25
+    assert metrics.bleu("the cat is on a rug", "the cat sat on the mat") == pytest.approx(smoothed)
+    assert metrics.bleu("", "the cat") == 0.0

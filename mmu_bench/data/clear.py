@@ -5,21 +5,30 @@
 ``save_to_disk`` folder: the same layout as for MLLMU-Bench (see ``mllmu.py``).
 
 Configs read for forget ratio r (1, 5 or 10): ``forget<r:02>``, ``retain<100-r>``, their
-``+tofu`` variants, ``real_faces`` and ``real_world``.
+``+tofu`` variants, ``real_faces``, ``real_world`` and (``perturbed=True``, the default) every
+``forget<r:02>_perturbed`` and ``retain_perturbed`` (all of them, so that an item's answers
+do not depend on the ratio).
 
 Mapping, source -> split / modality / format / view of the canonical rows:
 
 - ``forget<r>`` rows -> forget, ``retain<100-r>`` rows -> retain; of each (image, caption, name):
-    "Describe this image." -> caption                    image / generation / train
+    a caption question -> caption                          image / generation / train
+      (one of CLEAR's nine caption questions, drawn per item from the seed, as CLEAR's and
+      MMUnlearner's code draw them; the row's ``paraphrased_caption`` and
+      ``perturbed_captions`` from the perturbed configs, where it has them, are the
+      item's paraphrased and perturbed answers, which the truth ratio scores)
     "What is the name of the person in the image?" -> name  image / generation / train
     "The name of the person in the image is __." -> name    image / cloze / train
-    the name question with four options: the name and three other persons' names (drawn per
-    item from the seed; the answer letter balanced per person)  image / multiple_choice / train
+    the name question with options: the name and the row's ``perturbed_names`` (at most
+    three), or, for a row the perturbed configs do not cover, three other persons' names
+    drawn per item from the seed; the answer letter balanced per person
+                                                            image / multiple_choice / train
+  A perturbed config's row belongs to the image row with the same ``name`` and ``caption``.
 - ``+tofu`` rows with a ``question`` (TOFU QA, no image) -> forget | retain / text / generation / ""
 - ``real_faces`` (image, answer: a name, options) and ``real_world`` (image, question, answer,
   options) -> general / image / multiple_choice / "" (the question of real_faces: the name one)
-- training rows (``Benchmark.train``): the captions (image / generation / train) and the TOFU QA
-  (text / generation).
+- training rows (``Benchmark.train``): the captions (image / generation / train, a caption
+  question drawn per item) and the TOFU QA (text / generation).
 
 Entities are persons, identified by their ``name``. Every image of a person is a training
 image in CLEAR, so there is no held-out view (``visual_forgetting_heldout`` selects nothing).
@@ -63,23 +72,39 @@ from .source import cache_key, canonical, check_options, check_ratio, get, get_i
 BENCH = "CLEAR"
 NAME = "clear"
 FORGET_RATIOS = (1, 5, 10)
-CAPTION_QUESTION = "Describe this image."
+# The caption questions of CLEAR's code (mm/dataset.py, IMAGE_CAPTION_QUESTIONS; MMUnlearner's
+# CLEAR_process.py has the same nine): each caption item asks one, drawn from the seed.
+CAPTION_QUESTIONS = (
+    "What can you see in this picture?",
+    "Tell me about the content of this image",
+    "Can you give a description of the image?",
+    "What is depicted in the image?",
+    "Explain what you observe in the picture.",
+    "Describe the image in detail.",
+    "What is the main subject of this image?",
+    "Can you describe the scene or objects in the image?",
+    "What is happening in this image?",
+)
 NAME_QUESTION = "What is the name of the person in the image?"
 NAME_CLOZE = "The name of the person in the image is __."
 TOFU_BLOCK = 20
 
 
-def load(forget_ratio=5, source: str = "therem/CLEAR", seed: int = 0, revision: str | None = None,
-         cache_dir: str | None = None, **options):
+def load(forget_ratio=5, source: str = "therem/CLEAR", seed: int = 0, perturbed: bool = True,
+         revision: str | None = None, cache_dir: str | None = None, **options):
     """CLEAR as a canonical Benchmark (see the module docstring)."""
     from .base import Benchmark
 
-    check_options(options, BENCH, ("source", "seed", "revision", "cache_dir"))
+    check_options(options, BENCH, ("source", "seed", "perturbed", "revision", "cache_dir"))
     ratio = check_ratio(forget_ratio, FORGET_RATIOS, BENCH)
     names = {"forget": f"forget{ratio:02d}", "retain": f"retain{100 - ratio}"}
     names.update({f"{role}_text": f"{names[role]}+tofu" for role in ("forget", "retain")})
     names.update(real_faces="real_faces", real_world="real_world")
+    if perturbed:  # all of them, whatever the ratio: an item is the same in every split
+        names.update({f"perturbed{r}": f"forget{r:02d}_perturbed" for r in FORGET_RATIOS},
+                     retain_perturbed="retain_perturbed")
     data = {role: read_config(source, config, BENCH, revision, cache_dir) for role, config in names.items()}
+    extras = _perturbations(data, names) if perturbed else {}
 
     persons = {role: _persons(data[role], names[role]) for role in ("forget", "retain")}
     both = set(persons["forget"]) & set(persons["retain"])
@@ -89,17 +114,18 @@ def load(forget_ratio=5, source: str = "therem/CLEAR", seed: int = 0, revision: 
     unmatched = sum(1 for role in tofu for _, row in tofu[role] if not row["entity_id"])
 
     key = cache_key(BENCH, source, revision, {names[r]: d for r, d in data.items()},
-                    (__file__, shared.__file__), seed=seed)
+                    (__file__, shared.__file__), seed=seed, perturbed=perturbed)
     pool = sorted(set(persons["forget"]) | set(persons["retain"]))
     parts, fingerprint, path = write_cached(NAME, key, {
-        "train": lambda: _train_rows(data, names, tofu),
-        "eval": lambda: _eval_rows(data, names, tofu, pool, seed),
+        "train": lambda: _train_rows(data, names, tofu, seed),
+        "eval": lambda: _eval_rows(data, names, tofu, pool, seed, extras),
     })
     return Benchmark(
         name=NAME, forget_ratio=ratio, train=parts["train"], eval=parts["eval"],
         forget_entities=tuple(sorted(persons["forget"])), retain_entities=tuple(sorted(persons["retain"])),
         fingerprint=fingerprint,
         info={"source": source_id(source), "revision": revision, "configs": names, "seed": seed,
+              "perturbed": perturbed, "perturbed_rows": len(extras),
               "unmatched_tofu_rows": unmatched, "sizes": {part: len(d) for part, d in parts.items()},
               "path": str(path), "holdout": HOLDOUT,
               "paraphrases": PARAPHRASES},
@@ -110,8 +136,8 @@ def load(forget_ratio=5, source: str = "therem/CLEAR", seed: int = 0, revision: 
 HOLDOUT = ("none: all 200 persons are in the fine-tuning data (full / full+tofu), and the real_faces / real_world "
            "items are known from pretraining; membership-inference measures are absent")
 
-PARAPHRASES = ("none: CLEAR's paraphrased_* columns are in its *_perturbed configs, which this adapter does not read "
-               "yet (issue #12); the prompt attack uses its other templates")
+PARAPHRASES = ("none: CLEAR's paraphrased_caption rewords an answer, not a question (the truth ratio scores it); the "
+               "prompt attack uses its other templates")
 
 
 def _where(config: str, index: int) -> str:
@@ -133,6 +159,36 @@ def _persons(data, config: str) -> list[str]:
 def _normal(text: str) -> str:
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return " " + " ".join(re.findall(r"[a-z0-9]+", text.casefold())) + " "
+
+
+def _perturbations(data, names) -> dict[tuple[str, str], dict]:
+    """(name, caption) -> the row's ``paraphrased_caption``, ``perturbed_captions`` and
+    ``perturbed_names``, from the ``*_perturbed`` configs (image rows of each forget split and of
+    a retain subset, with those three columns added)."""
+    out = {}
+    for role in (*(f"perturbed{r}" for r in FORGET_RATIOS), "retain_perturbed"):
+        config = names[role]
+        missing = [c for c in PERTURBED_COLUMNS if c not in data[role].column_names]
+        if missing:
+            raise SchemaError(f"{BENCH} config {config}: field {missing[0]!r} is missing")
+        for i, row in enumerate(data[role].select_columns(list(PERTURBED_COLUMNS)).to_list()):
+            where = _where(config, i)
+            key = (get(row, where, "name").strip(), get(row, where, "caption"))
+            out.setdefault(key, {
+                "paraphrased": get(row, where, "paraphrased_caption"),
+                "captions": [get(row, where, "perturbed_captions", j)
+                             for j in range(len(get(row, where, "perturbed_captions", kind=list)))],
+                "names": [get(row, where, "perturbed_names", j).strip()
+                          for j in range(len(get(row, where, "perturbed_names", kind=list)))],
+            })
+    return out
+
+
+PERTURBED_COLUMNS = ("name", "caption", "paraphrased_caption", "perturbed_captions", "perturbed_names")
+
+
+def _caption_question(seed: int, item: str) -> str:
+    return CAPTION_QUESTIONS[int(np.random.default_rng([seed, zlib.crc32(item.encode())]).integers(len(CAPTION_QUESTIONS)))]
 
 
 def _tofu(data, config: str, persons: list[str]) -> list[tuple[str, dict]]:
@@ -168,15 +224,15 @@ def _tofu(data, config: str, persons: list[str]) -> list[tuple[str, dict]]:
     return out
 
 
-def _train_rows(data, names, tofu):
+def _train_rows(data, names, tofu, seed):
     for role in ("forget", "retain"):
         count = Counter()
         for i, row in enumerate(data[role]):
             where = _where(names[role], i)
             person = get(row, where, "name").strip()
-            yield where, canonical(f"{person}/train/img{count[person]}", person, role, "image", "generation", "train",
-                                   CAPTION_QUESTION, get(row, where, "caption"), get_image(row, where, "image"),
-                                   fact="caption")
+            item = f"{person}/train/img{count[person]}"
+            yield where, canonical(item, person, role, "image", "generation", "train", _caption_question(seed, item),
+                                   get(row, where, "caption"), get_image(row, where, "image"), fact="caption")
             count[person] += 1
         for where, row in tofu[role]:
             yield where, {**row, "item_id": f"train/{row['item_id']}"}
@@ -201,7 +257,7 @@ def _with_answer(answer: str, wrong: list[str], position: int) -> list[str]:
     return wrong[:position] + [answer] + wrong[position:]
 
 
-def _eval_rows(data, names, tofu, pool, seed):
+def _eval_rows(data, names, tofu, pool, seed, extras):
     for role in ("forget", "retain"):
         positions, count = {}, Counter()
         for i, row in enumerate(data[role]):
@@ -211,18 +267,23 @@ def _eval_rows(data, names, tofu, pool, seed):
             base = f"{person}/img{count[person]}"
             count[person] += 1
             common = dict(entity_id=person, split=role, modality="image", view="train", image=image)
-            yield where, canonical(f"{base}/caption", fmt="generation", question=CAPTION_QUESTION,
-                                   answer=get(row, where, "caption"), fact="caption", **common)
+            caption = get(row, where, "caption")
+            extra = extras.get((person, caption))
+            truth = dict(paraphrased_answer=extra["paraphrased"], perturbed_answers=extra["captions"]) \
+                if extra and extra["captions"] else {}
+            yield where, canonical(f"{base}/caption", fmt="generation", question=_caption_question(seed, base),
+                                   answer=caption, fact="caption", **truth, **common)
             yield where, canonical(f"{base}/name", fmt="generation", question=NAME_QUESTION, answer=person,
                                    fact="name", **common)
             yield where, canonical(f"{base}/name-cloze", fmt="cloze", question=NAME_CLOZE, answer=person,
                                    fact="name", **common)
             others = [p for p in pool if p != person]
-            # Distractors drawn per item and letters balanced per person: an item keeps its
-            # options whatever the forget ratio.
-            if others:
+            # The row's perturbed names where CLEAR gives them, else distractors drawn per item;
+            # letters balanced per person: an item keeps its options whatever the forget ratio.
+            given = list(dict.fromkeys(n for n in (extra or {}).get("names", []) if n != person))[:3]
+            if given or others:
                 rng = np.random.default_rng([seed, zlib.crc32(base.encode())])
-                wrong = [others[j] for j in rng.choice(len(others), size=min(3, len(others)), replace=False)]
+                wrong = given or [others[j] for j in rng.choice(len(others), size=min(3, len(others)), replace=False)]
                 at = positions.setdefault(person, _Positions(seed, person)).next(len(wrong) + 1)
                 yield where, canonical(f"{base}/name-mc", fmt="multiple_choice", question=NAME_QUESTION,
                                        answer=LETTERS[at], options=_with_answer(person, wrong, at), fact="name",

@@ -16,8 +16,11 @@ Mapping, source -> split / modality / format / view of the canonical rows:
     Classification_Task.Pure_Text_Questions      -> text  / multiple_choice / ""
     Generation_Task, Type Image_Textual | Pure_Text  -> image | text / generation / train | ""
     Mask_Task, Type Image_Textual | Pure_Text        -> image | text / cloze / train | ""
-- ``Test_Set`` rows of forget (retain) IDs -> forget (retain); Image_Textual questions only, the
-  same three formats, view heldout; question k is asked on ``images[k % len(images)]``.
+- ``Test_Set`` rows of forget (retain) IDs -> forget (retain); the same three formats, view
+  heldout, Image_Textual and Pure_Text questions alike (MLLMU-Bench's eval scores both). An
+  image question is asked on one image of the row, drawn from ``seed`` (``test_images=row``,
+  the reference's choice; it draws unseeded), or, with ``test_images=question``, question k on
+  ``images[k % len(images)]``.
 - ``Retain_Set`` (real celebrities) -> general, every question as above (image view "").
 - training rows (``Benchmark.train``), all generation: the ``train_config`` pairs (``metadata``
   JSON list, or ``question`` / ``answer``) and the ``question`` / ``answer`` of the forget and
@@ -31,8 +34,7 @@ list>`` for scored items and ``<ID>/train...`` for training rows: the same quest
 id whatever the forget ratio.
 
 Assumptions not checked against the full real data (only against the dataset card and public
-code): Test_Set rows carry ``ID``, ``images`` and the three task fields (their Pure_Text
-questions are skipped: they repeat the profile's text questions without adding an image);
+code): Test_Set rows carry ``ID``, ``images`` and the three task fields;
 Retain_Set rows carry ``image``, ``ID`` and the three task fields; ``biography`` is JSON with a
 ``Name`` key (rows without one get no derived text rows). The vanilla model of MLLMU-Bench is
 fine-tuned on image QA only; the derived text rows exist so that text-only preservation sets
@@ -48,6 +50,7 @@ forget ratio of the same data (the forget ratio is in ``Benchmark.key()``).
 from __future__ import annotations
 
 import json
+import random
 import re
 
 import datasets
@@ -72,19 +75,27 @@ NAME = "mllmu"
 FORGET_RATIOS = (5, 10, 15)
 TRAIN_CONFIGS = ("ft_Data", "Full_Set")
 TYPES = {"Image_Textual": "image", "Pure_Text": "text"}
+# Which Test_Set image a question is asked on: "row", one image per row for all its questions
+# (drawn from the seed), as MLLMU-Bench's eval does (it draws unseeded); "question", image k of
+# the row for its question k (cycling), so that every image is asked about.
+TEST_IMAGES = ("row", "question")
 PERSON = re.compile(r"\b(this|the) (person|individual)\b", re.IGNORECASE)
 
 # ---- MLLMU-Bench ----
 
 def load(forget_ratio=5, source: str = "MLLMMU/MLLMU-Bench", train_config: str = "ft_Data",
-         derive_text: bool = True, revision: str | None = None, cache_dir: str | None = None, **options):
+         derive_text: bool = True, test_images: str = "row", seed: int = 0, revision: str | None = None,
+         cache_dir: str | None = None, **options):
     """MLLMU-Bench as a canonical Benchmark (see the module docstring)."""
     from .base import Benchmark
 
-    check_options(options, BENCH, ("source", "train_config", "derive_text", "revision", "cache_dir"))
+    check_options(options, BENCH, ("source", "train_config", "derive_text", "test_images", "seed", "revision",
+                                   "cache_dir"))
     ratio = check_ratio(forget_ratio, FORGET_RATIOS, BENCH)
     if train_config not in TRAIN_CONFIGS:
         raise ValueError(f"{BENCH}: train_config must be one of {TRAIN_CONFIGS}, got {train_config!r}")
+    if test_images not in TEST_IMAGES:
+        raise ValueError(f"{BENCH}: test_images must be one of {TEST_IMAGES}, got {test_images!r}")
     names = {"forget": f"forget_{ratio}", "retain": f"retain_{100 - ratio}", "test": "Test_Set",
              "general": "Retain_Set", "train": train_config}
     data = {role: read_config(source, config, BENCH, revision, cache_dir) for role, config in names.items()}
@@ -96,10 +107,10 @@ def load(forget_ratio=5, source: str = "MLLMMU/MLLMU-Bench", train_config: str =
     people = _names(data, names) if derive_text else {}
 
     key = cache_key(BENCH, source, revision, {names[r]: d for r, d in data.items()}, (__file__, source_module),
-                    derive_text=derive_text)
+                    derive_text=derive_text, test_images=test_images, seed=seed)
     parts, fingerprint, path = write_cached(NAME, key, {
         "train": lambda: _train_rows(data, names, split_of, people),
-        "eval": lambda: _eval_rows(data, names, split_of),
+        "eval": lambda: _eval_rows(data, names, split_of, test_images, seed),
     })
     forget = sorted(e for e, s in split_of.items() if s == "forget")
     return Benchmark(
@@ -107,8 +118,9 @@ def load(forget_ratio=5, source: str = "MLLMMU/MLLMU-Bench", train_config: str =
         forget_entities=tuple(forget), retain_entities=tuple(sorted(set(split_of) - set(forget))),
         fingerprint=fingerprint,
         info={"source": source_id(source), "revision": revision, "configs": names, "derive_text": derive_text,
-              "train_config": train_config, "sizes": {part: len(d) for part, d in parts.items()}, "path": str(path),
-              "holdout": HOLDOUT, "paraphrases": PARAPHRASES},
+              "train_config": train_config, "test_images": test_images, "seed": seed,
+              "sizes": {part: len(d) for part, d in parts.items()}, "path": str(path), "holdout": HOLDOUT,
+              "paraphrases": PARAPHRASES},
     )
 
 
@@ -196,7 +208,7 @@ def _train_rows(data: dict, names: dict, split_of: dict, people: dict):
                                            text_q, text_a)
 
 
-def _eval_rows(data: dict, names: dict, split_of: dict):
+def _eval_rows(data: dict, names: dict, split_of: dict, test_images: str, seed: int):
     for role in ("forget", "retain"):
         for i, row in enumerate(data[role]):
             where = _where(names[role], i)
@@ -210,8 +222,12 @@ def _eval_rows(data: dict, names: dict, split_of: dict):
         images = [get_image(row, where, "images", j) for j in range(len(get(row, where, "images", kind=list)))]
         if not images:
             raise SchemaError(f"{where}: field 'images' is empty")
-        yield from _questions(row, where, eid, split_of[eid], "heldout", "test",
-                              lambda k, images=images: images[k % len(images)], image_only=True)
+        if test_images == "row":
+            chosen = images[random.Random(f"{seed}/{eid}").randrange(len(images))]
+            image_of = lambda k, chosen=chosen: chosen  # noqa: E731
+        else:
+            image_of = lambda k, images=images: images[k % len(images)]  # noqa: E731
+        yield from _questions(row, where, eid, split_of[eid], "heldout", "test", image_of)
     for i, row in enumerate(data["general"]):
         where = _where(names["general"], i)
         image = get_image(row, where, "image")
@@ -219,11 +235,9 @@ def _eval_rows(data: dict, names: dict, split_of: dict):
                               lambda k, image=image: image)
 
 
-def _questions(row, where, eid, split, view, tag, image_of, image_only=False):
+def _questions(row, where, eid, split, view, tag, image_of):
     """The scored items of one profile row: its three task fields."""
     for key, modality in (("Image_Textual_Questions", "image"), ("Pure_Text_Questions", "text")):
-        if image_only and modality == "text":
-            continue
         for k in range(len(get(row, where, "Classification_Task", key, kind=list))):
             path = ("Classification_Task", key, k)
             options = _options(row, where, path)
@@ -240,8 +254,6 @@ def _questions(row, where, eid, split, view, tag, image_of, image_only=False):
                 raise SchemaError(f"{where}: field {field_name((task, k, 'Type'))} is {type_!r}; "
                                   f"expected one of {sorted(TYPES)}")
             modality = TYPES[type_]
-            if image_only and modality == "text":
-                continue
             question = get(row, where, task, k, "Question")
             if fmt == "cloze" and "__" not in question:
                 raise SchemaError(f"{where}: field {field_name((task, k, 'Question'))} has no blank '__'")

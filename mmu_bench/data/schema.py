@@ -19,7 +19,7 @@ FEATURES = datasets.Features(
         "entity_id": datasets.Value("string"),  # "" for entity-free general questions (real celebrities keep theirs)
         "modality": datasets.Value("string"),
         "format": datasets.Value("string"),
-        "view": datasets.Value("string"),  # "train" | "heldout" | "" (text rows)
+        "view": datasets.Value("string"),  # "train" | "heldout" | "" (text rows; a held-out set's: "heldout")
         "fact": datasets.Value("string"),
         "image": datasets.Image(),
         "question": datasets.Value("string"),

@@ -15,7 +15,11 @@ from datasets.arrow_writer import ArrowWriter
 
 from .schema import FEATURES, SchemaError, validate_row
 
-ROW_FEATURES = datasets.Features({**FEATURES, "split": datasets.Value("string")})
+# Real benchmarks' rows also carry, where the source has them, a paraphrased answer and
+# perturbed answers (CLEAR's captions): the truth ratio scores them (measures/information.py).
+ROW_FEATURES = datasets.Features({**FEATURES, "split": datasets.Value("string"),
+                                  "paraphrased_answer": datasets.Value("string"),
+                                  "perturbed_answers": datasets.Sequence(datasets.Value("string"))})
 
 def check_ratio(ratio, valid: tuple, bench: str) -> int:
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio not in valid:
@@ -110,10 +114,13 @@ def get_image(obj, where: str, *path) -> dict:
     raise SchemaError(f"{where}: field {field_name(path)} holds no image (no bytes, no path)")
 
 
-def canonical(item_id, entity_id, split, modality, fmt, view, question, answer, image=None, options=(), fact=""):
-    return {"item_id": item_id, "entity_id": entity_id, "split": split, "modality": modality, "format": fmt,
-            "view": view if modality == "image" else "", "fact": fact, "image": image if modality == "image" else None,
-            "question": question, "options": list(options), "answer": answer}
+def canonical(item_id, entity_id, split, modality, fmt, view, question, answer, image=None, options=(), fact="",
+              paraphrased_answer="", perturbed_answers=()):
+    return {"paraphrased_answer": paraphrased_answer, "perturbed_answers": list(perturbed_answers),
+            "item_id": item_id, "entity_id": entity_id, "split": split, "modality": modality, "format": fmt,
+            # A text row has no image view; one of a held-out question set keeps "heldout".
+            "view": view if modality == "image" or view == "heldout" else "", "fact": fact,
+            "image": image if modality == "image" else None, "question": question, "options": list(options), "answer": answer}
 
 
 def cache_key(bench: str, source: str, revision, configs: dict, modules: tuple, **choices) -> str:

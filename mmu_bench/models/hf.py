@@ -4,7 +4,10 @@
 The model's own processor and chat template are used. With ``lora`` (the default), a fresh LoRA
 adapter (MLLMU-Bench's settings: r=16, alpha=16, dropout 0.05, Gaussian init, every linear layer
 of the language model, not the vision tower, projector or lm_head) is the only trainable part of
-every model ``load`` returns, so methods and saliency masks act on the LoRA parameters.
+every model ``load`` returns, so methods and saliency masks act on the LoRA parameters. A
+method that needs the vision side trainable (``UnlearningMethod.trainable_sides``, e.g.
+MMUnlearner's vision mask) gets the adapter on the linear layers of the vision tower and the
+projector too (``load(..., sides=("language", "vision"))``).
 
 Reference models: the vanilla model, the oracle and the visual oracle are the base fine-tuned on
 ``benchmark.training_rows(role)`` (the shared loop in ``finetune.py``; MMUnlearner's vanilla
@@ -105,6 +108,25 @@ def language_linear_names(model) -> list[str]:
     if not names:
         raise ValueError(f"{type(model).__name__}'s language model has no linear layers for LoRA")
     return [f"{prefix}.{n}" for n in names]
+
+
+def vision_linear_names(model) -> list[str]:
+    """Full names of the linear layers outside the language model and the output head: the
+    vision tower and the projector (LLaVA's ``vision_tower`` and ``multi_modal_projector``,
+    Qwen2-VL's ``visual`` with its merger)."""
+    import torch
+
+    language = set(language_linear_names(model))
+    head = model.get_output_embeddings()
+    names = [n for n, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear) and m is not head and n not in language]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no linear layers outside its language model for LoRA")
+    return names
+
+
+SIDES = ("language", "vision")
+LORA_TARGETS = {"language": language_linear_names, "vision": vision_linear_names}
 
 
 # Without torchvision, transformers cannot build the video processor of Qwen2-VL / Qwen2.5-VL
@@ -264,11 +286,16 @@ class HFProvider(CachedProvider):
 
         return PeftModel.from_pretrained(self.base_model(), source).merge_and_unload()
 
-    def trainable(self, model):
-        """Only a fresh LoRA adapter trains (``lora``), else every parameter. The adapter's
-        initialisation follows the ``seed`` option, whatever the global random state."""
+    def trainable(self, model, sides: tuple[str, ...] = ("language",)):
+        """Only a fresh LoRA adapter trains (``lora``), else every parameter. The adapter covers
+        the linear layers of the ``sides`` asked for: ``language`` (the language model) and/or
+        ``vision`` (the vision tower and projector). Its initialisation follows the ``seed``
+        option, whatever the global random state."""
         import torch
 
+        unknown = set(sides) - set(SIDES)
+        if unknown or not sides:
+            raise ValueError(f"trainable sides must be some of {SIDES}, got {sides!r}")
         o = self.options
         if o.gradient_checkpointing:
             # Non-reentrant: the frozen base needs no inputs that require grad.
@@ -278,15 +305,17 @@ class HFProvider(CachedProvider):
             return model
         from peft import LoraConfig, get_peft_model
 
+        targets = [name for side in SIDES if side in sides for name in LORA_TARGETS[side](model)]
         config = LoraConfig(r=o.lora_r, lora_alpha=o.lora_alpha, lora_dropout=o.lora_dropout,
-                            target_modules=language_linear_names(model), init_lora_weights="gaussian")
+                            target_modules=targets, init_lora_weights="gaussian")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(o.seed)
             return get_peft_model(model, config)
 
-    def load(self, role: str, benchmark=None) -> LoadedModel:
+    def load(self, role: str, benchmark=None, sides: tuple[str, ...] = ("language",)) -> LoadedModel:
+        """``role``'s model with a fresh adapter over ``sides`` (see ``trainable``)."""
         path = self.path(role, benchmark) if self._given(role) else self.ensure(role, benchmark)
-        model = self.trainable(self._weights(str(path)))
+        model = self.trainable(self._weights(str(path)), sides)
         model.eval()
         processor = self._load_processor(str(path)) if _has_processor(str(path)) else self.processor()
         return LoadedModel(model, processor, role, str(path), self.recipe_hash(role, benchmark))

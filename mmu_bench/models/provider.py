@@ -41,8 +41,12 @@ class ModelProvider(Protocol):
     def recipe_hash(self, role: str, benchmark) -> str:
         """A short identity of ``role``'s weights, computed without loading or training."""
 
-    def load(self, role: str, benchmark=None) -> LoadedModel:
-        """``role``'s model for ``benchmark``, trained and cached first when missing."""
+    def load(self, role: str, benchmark=None, sides: tuple[str, ...] = ("language",)) -> LoadedModel:
+        """``role``'s model for ``benchmark``, trained and cached first when missing. ``sides``:
+        the parts of the model the caller will train (``language``, ``vision``: the vision
+        tower and projector; ``UnlearningMethod.trainable_sides``). A provider that trains part
+        of the model (a LoRA adapter) must make at least these trainable; one that trains every
+        parameter may ignore it."""
 
     def load_checkpoint(self, path: str, benchmark) -> LoadedModel:
         """A model unlearned elsewhere (``mmu-bench eval --checkpoint``)."""

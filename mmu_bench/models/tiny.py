@@ -265,7 +265,8 @@ class TinyLlavaProvider(CachedProvider):
                 for _ in range(weight[row["modality"] == "text" and row["entity_id"] != ""])
                 for feature in self._features[(source, row["item_id"])]]
 
-    def load(self, role: str, benchmark=None) -> LoadedModel:
+    def load(self, role: str, benchmark=None, sides: tuple[str, ...] = ("language",)) -> LoadedModel:
+        """``role``'s model; every parameter trains, so every ``sides`` is covered."""
         path = self.ensure(role, benchmark)
         processor = LlavaProcessor.from_pretrained(str(path))
         model = LlavaForConditionalGeneration.from_pretrained(str(path))
