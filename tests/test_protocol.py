@@ -107,9 +107,8 @@ def test_auto_follows_the_benchmark_and_keeps_synthetic_run_keys():
 
 @pytest.fixture(scope="module")
 def mllmu_bench(tmp_path_factory):
-    from real_fixtures import write_mllmu
-
     from mmu_bench.data import mllmu
+    from real_fixtures import write_mllmu
 
     root = write_mllmu(tmp_path_factory.mktemp("source"), "parquet")
     return mllmu.load(10, source=str(root), cache_dir=str(tmp_path_factory.mktemp("hf-cache")))
