@@ -242,10 +242,9 @@ def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSetting
             # as the answer to the item's own prompt, for the truth ratio.
             alt_items = [(i, [row["paraphrased_answer"], *row["perturbed_answers"]])
                          for i, (_, row) in enumerate(items) if row.get("perturbed_answers")]
-            alt_jobs = [(jobs[i][0], items[i][1]["image"], answer) for i, answers in alt_items for answer in answers]
-            alt_means = sharded(lambda part: [_mean(s["answer_logprobs"]) for s in answer_logprobs(
-                model, processor, encode_many(processor, [(u, im, None) for u, im, _ in part]),
-                [a for *_, a in part], settings.batch_size)], alt_jobs, accelerator) if alt_jobs else []
+            alt_jobs = [(i, answer) for i, answers in alt_items for answer in answers]
+            alt_means = sharded(lambda part: _alternative_means(model, processor, jobs, items, part, settings.batch_size),
+                                alt_jobs, accelerator) if alt_jobs else []
             option_scores = sharded(lambda part: option_logprobs(
                 model, processor, [r for _, r in part], [task_of[n].prompts for n, _ in part], settings.batch_size, bar,
             ), mc_items, accelerator)
@@ -282,5 +281,10 @@ def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSetting
     return records
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / max(len(values), 1)
+def _alternative_means(model, processor, jobs, items, part: list[tuple[int, str]], batch_size: int) -> list[float]:
+    """Mean token log-probability of each (item index, alternative answer) under the item's
+    prompt; each prompt (and its image) is encoded once."""
+    owners = sorted({i for i, _ in part})
+    encoded = dict(zip(owners, encode_many(processor, [(jobs[i][0], items[i][1]["image"], None) for i in owners])))
+    signals = answer_logprobs(model, processor, [encoded[i] for i, _ in part], [a for _, a in part], batch_size)
+    return [sum(s["answer_logprobs"]) / max(len(s["answer_logprobs"]), 1) for s in signals]
