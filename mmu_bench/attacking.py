@@ -16,13 +16,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import hparams, registry, results, scoring
+from . import hparams, integrity, registry, results, scoring
 from .attack import Attack, Target
 from .config import typed_dataclass
 from .errors import MMUBenchError
 from .evaluation import EvalSettings, evaluate, select_rows
 from .measure import GOLD_ROLES
-from .storage import atomic_write_json, home, json_digest
+from .storage import home, json_digest
 
 ATTACKS_FILE = "attacks.json"
 ATTACKS_VERSION = 1
@@ -168,11 +168,12 @@ class GoldTarget:
         if self.role is None:
             return None, None
         path = self.cache_path(p)
-        if path.exists():
-            return json.loads(path.read_text())["numbers"], "cached"
+        cached = integrity.read_sealed(path, f"cached {p.resolved.name} numbers of the {self.role} model")
+        if cached is not None:
+            return cached["numbers"], "cached"
         started = time.time()
         numbers = results.json_safe(p.attack.run(self.target()))
-        atomic_write_json(path, {"role": self.role, "attack": p.resolved.name, "numbers": numbers})
+        integrity.sealed_json(path, {"role": self.role, "attack": p.resolved.name, "numbers": numbers})
         return numbers, round(time.time() - started, 2)
 
     def target(self) -> Target:

@@ -8,12 +8,12 @@ cache key is computed from the provider's declared path of the model, never by l
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import integrity
 from .evaluation import EvalSettings, evaluate
-from .storage import atomic_write_json, home, json_digest
+from .storage import home, json_digest
 from .tasks import Task
 
 # Bump when what a record holds changes: cached records of an older form are then remade.
@@ -40,15 +40,14 @@ def reference_records(provider, benchmark, tasks: list[Task], settings: EvalSett
     out = {}
     for role in (r for r in provider.roles if benchmark.supports(r)):
         path = cache_path(provider, role, benchmark, tasks, settings)
-        if path.exists():
-            entry = json.loads(path.read_text())
-        else:
+        entry = integrity.read_sealed(path, f"cached records of the {role} model")
+        if entry is None:
             loaded = provider.load(role, benchmark)
             loaded.model.to(device)
             records = evaluate(loaded.model, loaded.processor, benchmark.eval, tasks, settings)
             entry = {"role": role, "model_path": loaded.path, "recipe_hash": loaded.recipe_hash, "records": records,
                      "records_version": RECORDS_VERSION}
-            atomic_write_json(path, entry)
+            integrity.sealed_json(path, entry)
             del loaded
         out[role] = Reference(role, entry["model_path"], entry["recipe_hash"], entry["records"])
     return out

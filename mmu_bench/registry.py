@@ -169,6 +169,8 @@ def _load_file(kind: PluginKind, spec: str) -> Resolved:
         raise PluginError(f"{kind.noun} plugin {spec!r}: no such file {path}")
     module_name = f"mmu_bench_plugin_{json_digest(str(path), 12)}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None:
+        raise PluginError(f"{kind.noun} plugin {spec!r} ({origin}): not a Python source file (expected a .py file)")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module  # dataclasses need their module registered
     try:
@@ -196,7 +198,8 @@ def _load_module(kind: PluginKind, spec: str) -> Resolved:
 def resolve(kind: PluginKind, spec: str) -> Resolved:
     """A plugin by entry-point name, ``package.module:Class`` or ``path/to/file.py:Class``."""
     if ":" in spec:
-        if spec.rpartition(":")[0].endswith(".py") or "/" in spec or "\\" in spec:
+        where = spec.rpartition(":")[0]
+        if where.endswith(".py") or "/" in spec or "\\" in spec or Path(where).is_file():
             return _load_file(kind, spec)
         return _load_module(kind, spec)
     eps = entry_points_of(kind)

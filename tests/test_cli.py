@@ -28,9 +28,19 @@ def test_list_shows_methods_with_origin_benchmarks_models_and_tasks(capsys):
     (["--seed", "-1"], "seed must be an integer"),
     (["--seed", "one"], "--seed: expected int"),
     (["--method-arg", "betta=1"], "unknown argument(s) betta"),
+    (["--model", "hf:/no/such/model-folder"], "model folder /no/such/model-folder does not exist"),
+    (["--model", "hf:org/m", "--model-arg", "vanilla=./no-such-ckpt"],
+     "vanilla checkpoint folder (vanilla=) ./no-such-ckpt does not exist"),
+    (["--method", "NOTES.txt:Method"], "not a Python source file (expected a .py file)"),
+    (["--method", "./NOTES.txt:Method"], "not a Python source file (expected a .py file)"),
+    (["--protocol", "mlmu"], "unknown protocol 'mlmu'. Did you mean 'mllmu'?"),
+    (["--protocol-arg", "shots.cloze=two"], "--protocol-arg shots.cloze: expected an integer"),
 ])
-def test_bad_input_fails_fast_with_a_clear_error(capsys, tmp_path, args, message):
-    code, out = run(capsys, "run", *args, "--output-dir", str(tmp_path), "--quiet")
+def test_bad_input_fails_fast_with_a_clear_error(capsys, tmp_path, monkeypatch, args, message):
+    (tmp_path / "NOTES.txt").write_text("not Python at all\n")
+    monkeypatch.chdir(tmp_path)
+    out_dir = tmp_path / "out"
+    code, out = run(capsys, "run", *args, "--output-dir", str(out_dir), "--quiet")
     assert code == 2
     assert message in out.err
-    assert not any(tmp_path.iterdir())  # no work was done, nothing written
+    assert not out_dir.exists()  # no work was done, nothing written

@@ -366,3 +366,23 @@ def test_the_attack_suite_runs_on_real_benchmark_fixtures(saved, tmp_path, bench
     again = json.loads((folder / "attacks.json").read_text())
     assert again["score_before"] == pytest.approx(report["score_before"]) and "note" not in again
     assert again["attacks"]["quantise"]["unlearned"] == report["attacks"]["quantise"]["unlearned"]
+
+
+# -- cache integrity ------------------------------------------------------------------------------
+
+
+def test_a_corrupted_cached_model_is_detected_and_trained_again(runs, saved, capsys):
+    from mmu_bench import integrity
+
+    made = provider(saved["llava"], lora=True)
+    folder = made.path("vanilla", benchmark())
+    assert integrity.damage(folder) is None and (folder / integrity.DIGESTS).exists()
+    weights = next(folder.glob("*.safetensors"))
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[: len(intact) // 2])  # a truncated download or disk error
+    integrity._verified.clear()  # as a new process would
+    made.load("vanilla", benchmark())
+    assert integrity.damage(folder) is None and weights.read_bytes() == intact  # the same recipe, trained again
+    [aside] = folder.parent.glob(f"{folder.name}.damaged-*")
+    assert len((aside / weights.name).read_bytes()) == len(intact) // 2
+    assert f"cached vanilla model {folder} is damaged" in capsys.readouterr().err

@@ -141,14 +141,16 @@ def write_cached(name: str, key: str, parts: dict) -> tuple[dict, str, Path]:
     The fingerprint digests every row but its ``split``, in no particular order: the same data
     gives the same fingerprint whatever the forget ratio, so a vanilla model is shared by all
     ratios, and any change to what is trained or scored changes it."""
+    from .. import integrity
     from ..storage import home, staging_dir
 
     path = home() / "data" / name / key
-    if not path.exists():
+    if not integrity.usable(path, f"converted {name} data"):
         try:
             with staging_dir(path) as tmp:
                 digests = {part: _write(tmp / f"{part}.arrow", rows()) for part, rows in parts.items()}
                 (tmp / "fingerprint.json").write_text(json.dumps(digests, sort_keys=True))
+                integrity.seal(tmp)
         except FileExistsError:
             pass  # written meanwhile by another process: same key, same rows
     digests = json.loads((path / "fingerprint.json").read_text())

@@ -400,6 +400,7 @@ def _general_images(builder: _Builder, count: int, exclude: set, rng, size: int,
 
 def load(forget_ratio: float = 10, num_entities: int = 100, data_seed: int = 0, **options) -> Benchmark:
     """MMU-Synth as a canonical Benchmark, generated on first use and cached on disk."""
+    from .. import integrity
     from ..storage import home, staging_dir
     from .base import Benchmark, add_split_column
 
@@ -407,10 +408,11 @@ def load(forget_ratio: float = 10, num_entities: int = 100, data_seed: int = 0, 
         raise ValueError(f"forget ratio {forget_ratio!r} is not one of MMU-Synth's splits {FORGET_RATIOS}")
     config = SynthConfig(num_entities=num_entities, seed=data_seed, **options)
     path = home() / "data" / "mmu-synth" / config.fingerprint()
-    if not (path / "dataset_dict.json").exists():
+    if not ((path / "dataset_dict.json").exists() and integrity.usable(path, "generated MMU-Synth data")):
         try:
             with staging_dir(path) as tmp:
                 generate(config).save_to_disk(str(tmp))
+                integrity.seal(tmp)
         except FileExistsError:
             pass  # another process generated it meanwhile: same config, same bytes
     data = datasets.load_from_disk(str(path))

@@ -199,6 +199,22 @@ class TrainingPairs:
 # --------------------------------------------------------------------------------------------
 
 
+def _looks_local(text: str) -> bool:
+    return text.startswith(("/", ".", "~")) or Path(text).expanduser().exists()
+
+
+def _check_folders(label: str, options) -> None:
+    """A model path or checkpoint given as a local folder must exist: a clear error before any
+    work, rather than a hub lookup of a folder name."""
+    from ..errors import MMUBenchError
+
+    for field in ("path", *HFProvider.roles):
+        value = getattr(options, field, None)
+        if value and _looks_local(str(value)) and not Path(str(value)).expanduser().is_dir():
+            what = "model folder" if field == "path" else f"{field} checkpoint folder ({field}=)"
+            raise MMUBenchError(f"model {label!r}: {what} {value} does not exist")
+
+
 class HFProvider(CachedProvider):
     """``hf:<name-or-path>``: any image-text-to-text model of transformers. Subclasses fix the
     path of the named models (``llava-1.5-7b``, ...); ``path=`` still overrides it (a local copy)."""
@@ -217,6 +233,7 @@ class HFProvider(CachedProvider):
 
             raise MMUBenchError(f"model {label!r} needs a hub name or local folder: --model hf:<name-or-path>")
         self.options = parse_options(label, options)
+        _check_folders(label, self.options)
         self.name = safe_name(label)  # a path component: caches live under it
         self.progress = progress
         self._processor = None
@@ -249,9 +266,16 @@ class HFProvider(CachedProvider):
 
     # -- loading -----------------------------------------------------------------------------
     def _from_pretrained(self, cls, source: str, **extra):
+        from ..errors import MMUBenchError
+
         o = self.options
-        return cls.from_pretrained(source, revision=o.revision if source == o.path else None,
-                                   trust_remote_code=o.trust_remote_code, **extra)
+        try:
+            return cls.from_pretrained(source, revision=o.revision if source == o.path else None,
+                                       trust_remote_code=o.trust_remote_code, **extra)
+        except OSError as exc:  # missing files, no network, a truncated weights file
+            raise MMUBenchError(f"model {source}: cannot load it ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+                                "A local folder needs the model's files (config, weights, processor); a hub name "
+                                "needs network access or a local copy (--model hf:<folder>)") from exc
 
     def _load_processor(self, source: str):
         from transformers import AutoConfig, AutoProcessor

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from .. import integrity
 from ..errors import UnknownNameError
 from ..storage import atomic_write_json, home, json_digest, staging_dir
 
@@ -55,7 +56,8 @@ class ModelProvider(Protocol):
 class CachedProvider:
     """Reference models trained by the harness and cached under
     ``home()/models/<name>/<role>-<digest of key(role, benchmark)>``, with a ``recipe.json``
-    written last: a folder without one was never finished."""
+    written last (a folder without one was never finished) and the digests of its files
+    (``integrity``: a damaged folder is moved aside and trained again)."""
 
     name: str = ""
     roles: tuple[str, ...] = ("vanilla", "oracle")
@@ -82,9 +84,10 @@ class CachedProvider:
         return (Path(path) / "recipe.json").exists()
 
     def ensure(self, role: str, benchmark) -> Path:
-        """``role``'s folder, training the model first if it is not cached."""
+        """``role``'s folder, training the model first if it is not cached (or its cached files
+        are damaged: ``integrity``)."""
         path = self.path(role, benchmark)
-        if not self.trained(path):
+        if not (self.trained(path) and integrity.usable(path, f"cached {role} model")):
             self.train(role, benchmark)
         return path
 
@@ -100,5 +103,6 @@ class CachedProvider:
                 if processor is not None:
                     processor.save_pretrained(str(tmp))
                 atomic_write_json(tmp / "recipe.json", record)
+                integrity.seal(tmp)
         except FileExistsError:
             pass  # trained meanwhile by another process: same recipe, same model
