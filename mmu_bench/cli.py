@@ -181,9 +181,9 @@ def cmd_sweep(args) -> int:
     ratios = [int(r) if float(r).is_integer() else r for r in _list_of(args.forget_ratios, float, "--forget-ratios")]
     configs = grid(base, methods, seeds, ratios, scoped)
     outcomes = sweep(configs, progress=not args.quiet)
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed", "elsewhere")}
     print(f"sweep of {len(outcomes)} runs: {counts['done']} done, {counts['skipped']} already had results, "
-          f"{counts['failed']} failed")
+          f"{counts['failed']} failed" + (f", {counts['elsewhere']} running in another sweep" if counts["elsewhere"] else ""))
     attack_failed = 0
     for o in outcomes:
         if o.status == "failed":

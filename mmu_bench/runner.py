@@ -59,9 +59,12 @@ def load_benchmark(config: RunConfig):
 def make_provider(config: RunConfig, progress: bool):
     cls = registry.model_provider(config.model)
     try:
-        return cls(progress=progress, **config.model_args)
+        provider = cls(progress=progress, **config.model_args)
     except (TypeError, ValueError) as exc:
         raise MMUBenchError(f"model {config.model!r}: bad --model-arg: {exc}") from exc
+    if hasattr(provider, "check_sources"):  # local folders it was given exist
+        provider.check_sources()
+    return provider
 
 
 def eval_settings(config: RunConfig, progress: bool) -> EvalSettings:

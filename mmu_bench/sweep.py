@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import results
+from . import locks, results
 from .config import RunConfig
 from .errors import MMUBenchError
 from .runner import method_info, run, run_key, write_failure
@@ -25,7 +25,7 @@ class CellOutcome:
     method: str
     seed: int
     forget_ratio: float
-    status: str  # done | skipped | failed
+    status: str  # done | skipped | failed | elsewhere (another sweep holds its lock)
     path: str = ""
     error: str = ""
 
@@ -69,6 +69,24 @@ def grid(base: RunConfig, methods: list[str], seeds: list[int], ratios: list[flo
     ]
 
 
+def _run_point(config: RunConfig, name: str, key: str, cell: dict) -> CellOutcome:
+    """One grid point, under its lock: another sweep on the same grid that holds it runs it."""
+    lock = locks.lock_path(config.output_dir, key)
+    if not locks.acquire(lock):
+        return CellOutcome(**cell, status="elsewhere", path=str(lock))
+    with locks.held(lock):
+        finished = existing_keys(config.output_dir).get(key)  # by another sweep, since this one looked
+        if finished:
+            return CellOutcome(**cell, status="skipped", path=finished)
+        try:
+            return CellOutcome(**cell, status="done", path=str(run(config, progress=False)))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # one failing cell must not stop the grid
+            folder = write_failure(config, name, key, exc)
+            return CellOutcome(**cell, status="failed", path=str(folder), error=f"{type(exc).__name__}: {exc}")
+
+
 def sweep(configs: list[RunConfig], progress: bool = True) -> list[CellOutcome]:
     # Every cell's method and arguments are checked before the first run starts.
     keys = []
@@ -85,15 +103,7 @@ def sweep(configs: list[RunConfig], progress: bool = True) -> list[CellOutcome]:
         if key in done:
             outcomes.append(CellOutcome(**cell, status="skipped", path=done[key]))
         else:
-            try:
-                path = run(config, progress=False)
-                outcomes.append(CellOutcome(**cell, status="done", path=str(path)))
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # one failing cell must not stop the grid
-                folder = write_failure(config, name, key, exc)
-                outcomes.append(CellOutcome(**cell, status="failed", path=str(folder),
-                                            error=f"{type(exc).__name__}: {exc}"))
+            outcomes.append(_run_point(config, name, key, cell))
         bar.update(1)
     bar.close()
     return outcomes

@@ -84,3 +84,22 @@ def test_eval_scores_a_checkpoint_made_elsewhere(tmp_path, capsys):
     assert result["dimensions"]["unlearned"] == pytest.approx(result["dimensions"]["vanilla"])
     assert main(["eval", "--checkpoint", str(tmp_path / "nope"), "--name", "x", *SMALL]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_two_sweeps_on_the_same_grid_at_once_run_each_point_once(tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    assert main(["prepare", *SMALL]) == 0  # the reference models, once, before the grid
+    args = [sys.executable, "-m", "mmu_bench", "sweep", "--methods", "ga", "--seeds", "0,1", "--forget-ratios", "10",
+            "--method-arg", "steps=2", *SMALL, "--output-dir", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert len(list(tmp_path.rglob("results.json"))) == 2  # each point once, not twice
+    assert sum(int(re.search(r"(\d+) done", out).group(1)) for out in outs) == 2, outs
+    assert not list((tmp_path / ".locks").glob("*.lock"))  # released

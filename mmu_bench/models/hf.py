@@ -203,18 +203,6 @@ def _looks_local(text: str) -> bool:
     return text.startswith(("/", ".", "~")) or Path(text).expanduser().exists()
 
 
-def _check_folders(label: str, options) -> None:
-    """A model path or checkpoint given as a local folder must exist: a clear error before any
-    work, rather than a hub lookup of a folder name."""
-    from ..errors import MMUBenchError
-
-    for field in ("path", *HFProvider.roles):
-        value = getattr(options, field, None)
-        if value and _looks_local(str(value)) and not Path(str(value)).expanduser().is_dir():
-            what = "model folder" if field == "path" else f"{field} checkpoint folder ({field}=)"
-            raise MMUBenchError(f"model {label!r}: {what} {value} does not exist")
-
-
 class HFProvider(CachedProvider):
     """``hf:<name-or-path>``: any image-text-to-text model of transformers. Subclasses fix the
     path of the named models (``llava-1.5-7b``, ...); ``path=`` still overrides it (a local copy)."""
@@ -233,10 +221,21 @@ class HFProvider(CachedProvider):
 
             raise MMUBenchError(f"model {label!r} needs a hub name or local folder: --model hf:<name-or-path>")
         self.options = parse_options(label, options)
-        _check_folders(label, self.options)
+        self.label = label
         self.name = safe_name(label)  # a path component: caches live under it
         self.progress = progress
         self._processor = None
+
+    def check_sources(self) -> None:
+        """A model path or checkpoint given as a local folder must exist: a clear error before
+        any work (the runner asks), rather than a hub lookup of a folder name."""
+        from ..errors import MMUBenchError
+
+        for field in ("path", *self.roles):
+            value = getattr(self.options, field, None)
+            if value and _looks_local(str(value)) and not Path(str(value)).expanduser().is_dir():
+                what = "model folder" if field == "path" else f"{field} checkpoint folder ({field}=)"
+                raise MMUBenchError(f"model {self.label!r}: {what} {value} does not exist")
 
     # -- identities --------------------------------------------------------------------------
     def key(self, role: str, benchmark) -> dict:
