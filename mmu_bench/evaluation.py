@@ -59,14 +59,18 @@ def select_rows(dataset, tasks: list[Task], settings: EvalSettings) -> dict[str,
     return wanted
 
 
+def text_rows(dataset, tasks: list[Task]) -> dict[str, list[dict]]:
+    """Every row each task scores (no sample), without images: nothing is decoded."""
+    return select_rows(dataset.select_columns([c for c in dataset.column_names if c != "image"]), tasks, EvalSettings())
+
+
 def over_budget(dataset, tasks: list[Task], tokenizer) -> dict[str, dict]:
     """Per format of the scored items: how many ground truths have more tokens than the greedy
     budget allows (such a cloze answer can never be contained in the output), of how many."""
-    text = dataset.select_columns([c for c in dataset.column_names if c != "image"])  # no image decoding
     counts: dict[str, dict] = {}
     seen = set()
     by_task = {t.name: t for t in tasks}
-    for name, rows in select_rows(text, tasks, EvalSettings()).items():
+    for name, rows in text_rows(dataset, tasks).items():
         for row in rows:
             fmt = row["format"]
             if fmt == "multiple_choice" or (fmt, row["item_id"]) in seen:

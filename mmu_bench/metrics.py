@@ -62,10 +62,6 @@ def rouge(prediction: str, reference: str, kind: str = "rougeL", part: str = "fm
     return getattr(_scorer(kind).score(reference, prediction)[kind], part)
 
 
-def rouge_l(prediction: str, reference: str) -> float:
-    return rouge(prediction, reference)
-
-
 def bleu(prediction: str, reference: str) -> float:
     """Sentence BLEU-4 of whitespace tokens, as MLLMU-Bench's eval computes it: NLTK's
     ``sentence_bleu``, uniform weights, smoothing method 1 (an n-gram order with no match

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .data.schema import FORMATS
 from .errors import MMUBenchError, UnknownNameError
-from .evaluation import EvalSettings, select_rows
+from .evaluation import text_rows
 from .prompts import demonstration
 from .storage import json_digest, read_yaml_mapping
 from .tasks import Task
@@ -86,8 +86,7 @@ def with_demonstrations(tasks: list[Task], dataset, seed: int = 0) -> list[Task]
     wanting = [t for t in tasks if any(t.shots.values()) and (not t.shot_splits or t.data.get("split") in t.shot_splits)]
     if not wanting:
         return list(tasks)
-    text = dataset.select_columns([c for c in dataset.column_names if c != "image"])  # no image decoding
-    rows = select_rows(text, wanting, EvalSettings())
+    rows = text_rows(dataset, wanting)
     out = []
     for task in tasks:
         demos, exclude = {}, set()

@@ -23,6 +23,11 @@ def home() -> Path:
     return Path(root)
 
 
+def is_local(source: str) -> bool:
+    """Whether a source name (a dataset, a model) means a local path rather than a hub name."""
+    return Path(source).expanduser().exists() or source.startswith((".", "/", "~"))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, then rename over it: readers see the old
     file or the new one, never a mix, and a crash leaves the old one intact."""

@@ -187,8 +187,13 @@ def _perturbations(data, names) -> dict[tuple[str, str], dict]:
 PERTURBED_COLUMNS = ("name", "caption", "paraphrased_caption", "perturbed_captions", "perturbed_names")
 
 
+def _rng(seed: int, salt: str) -> np.random.Generator:
+    """A generator for one item or person: its draws do not depend on what else is drawn."""
+    return np.random.default_rng([seed, zlib.crc32(salt.encode())])
+
+
 def _caption_question(seed: int, item: str) -> str:
-    return CAPTION_QUESTIONS[int(np.random.default_rng([seed, zlib.crc32(item.encode())]).integers(len(CAPTION_QUESTIONS)))]
+    return CAPTION_QUESTIONS[int(_rng(seed, item).integers(len(CAPTION_QUESTIONS)))]
 
 
 def _tofu(data, config: str, persons: list[str]) -> list[tuple[str, dict]]:
@@ -242,7 +247,7 @@ class _Positions:
     """Where the correct option goes: each of the four letters once per four items."""
 
     def __init__(self, seed: int, salt: str):
-        self.rng = np.random.default_rng([seed, zlib.crc32(salt.encode())])
+        self.rng = _rng(seed, salt)
         self.block: list[int] = []
 
     def next(self, n: int) -> int:
@@ -282,7 +287,7 @@ def _eval_rows(data, names, tofu, pool, seed, extras):
             # letters balanced per person: an item keeps its options whatever the forget ratio.
             given = list(dict.fromkeys(n for n in (extra or {}).get("names", []) if n != person))[:3]
             if given or others:
-                rng = np.random.default_rng([seed, zlib.crc32(base.encode())])
+                rng = _rng(seed, base)
                 wrong = given or [others[j] for j in rng.choice(len(others), size=min(3, len(others)), replace=False)]
                 at = positions.setdefault(person, _Positions(seed, person)).next(len(wrong) + 1)
                 yield where, canonical(f"{base}/name-mc", fmt="multiple_choice", question=NAME_QUESTION,

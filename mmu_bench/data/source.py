@@ -13,6 +13,7 @@ import datasets
 import PIL.Image
 from datasets.arrow_writer import ArrowWriter
 
+from ..storage import is_local
 from .schema import FEATURES, SchemaError, validate_row
 
 # Real benchmarks' rows also carry, where the source has them, a paraphrased answer and
@@ -30,10 +31,6 @@ def check_ratio(ratio, valid: tuple, bench: str) -> int:
 def check_options(options: dict, bench: str, valid: tuple) -> None:
     if options:
         raise ValueError(f"{bench}: unknown option(s) {', '.join(sorted(options))}; valid: {', '.join(valid)}")
-
-
-def is_local(source: str) -> bool:
-    return Path(source).expanduser().exists() or source.startswith((".", "/", "~"))
 
 
 def source_id(source: str) -> str:

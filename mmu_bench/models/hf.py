@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..storage import json_digest
+from ..storage import is_local, json_digest
 from .provider import CachedProvider, LoadedModel
 
 RECIPE_VERSION = "1"  # bump whenever training code changes what a recipe produces
@@ -199,10 +199,6 @@ class TrainingPairs:
 # --------------------------------------------------------------------------------------------
 
 
-def _looks_local(text: str) -> bool:
-    return text.startswith(("/", ".", "~")) or Path(text).expanduser().exists()
-
-
 class HFProvider(CachedProvider):
     """``hf:<name-or-path>``: any image-text-to-text model of transformers. Subclasses fix the
     path of the named models (``llava-1.5-7b``, ...); ``path=`` still overrides it (a local copy)."""
@@ -233,7 +229,7 @@ class HFProvider(CachedProvider):
 
         for field in ("path", *self.roles):
             value = getattr(self.options, field, None)
-            if value and _looks_local(str(value)) and not Path(str(value)).expanduser().is_dir():
+            if value and is_local(str(value)) and not Path(str(value)).expanduser().is_dir():
                 what = "model folder" if field == "path" else f"{field} checkpoint folder ({field}=)"
                 raise MMUBenchError(f"model {self.label!r}: {what} {value} does not exist")
 
