@@ -180,10 +180,17 @@ def cmd_sweep(args) -> int:
     seeds = _list_of(args.seeds, int, "--seeds")
     ratios = [int(r) if float(r).is_integer() else r for r in _list_of(args.forget_ratios, float, "--forget-ratios")]
     configs = grid(base, methods, seeds, ratios, scoped)
-    outcomes = sweep(configs, progress=not args.quiet)
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed", "elsewhere")}
+    outcomes = sweep(configs, progress=not args.quiet, launch=launch_options(args))
+    counts = {status: sum(o.status == status for o in outcomes)
+              for status in ("done", "skipped", "failed", "elsewhere", "submitted")}
     print(f"sweep of {len(outcomes)} runs: {counts['done']} done, {counts['skipped']} already had results, "
-          f"{counts['failed']} failed" + (f", {counts['elsewhere']} running in another sweep" if counts["elsewhere"] else ""))
+          f"{counts['failed']} failed" + (f", {counts['elsewhere']} running in another sweep" if counts["elsewhere"] else "")
+          + (f", {counts['submitted']} submitted to SLURM" if counts["submitted"] else ""))
+    if counts["submitted"]:
+        jobs = sorted({o.path.split()[-1].split("_")[0] for o in outcomes if o.status == "submitted"})
+        print(f"  job(s) {', '.join(jobs)}; logs in {Path(base.output_dir) / '.submitit'}. Run the same command "
+              "again to see what finished (finished points are skipped, running ones left to their job), "
+              "then `mmu-bench leaderboard`.")
     attack_failed = 0
     for o in outcomes:
         if o.status == "failed":
@@ -193,6 +200,41 @@ def cmd_sweep(args) -> int:
                 attack_failed += 1
                 print(f"  ATTACK FAILED {o.method} forget={o.forget_ratio:g} seed={o.seed}: {line}\n         see {o.path}")
     return 1 if counts["failed"] or attack_failed else 0
+
+
+def launch_options(args):
+    from .launch import LaunchOptions
+
+    return LaunchOptions(
+        launcher=args.launcher, jobs=args.jobs, gpus_per_job=args.gpus_per_job, partition=args.partition,
+        account=args.account, qos=args.qos, time_min=args.time_limit, cpus_per_job=args.cpus_per_job,
+        mem_gb=args.mem_gb, array_parallelism=args.array_parallelism, wait=args.wait, setup=args.slurm_setup or [],
+    )
+
+
+def _add_launch_options(p: argparse.ArgumentParser) -> None:
+    from .launch import LAUNCHERS
+
+    g = p.add_argument_group("where the grid runs (README, \"Sweeps on a cluster\")")
+    g.add_argument("--launcher", choices=LAUNCHERS, default="inline",
+                   help="inline: here, one point after another (default); local: --jobs points at once as processes "
+                        "of this machine; slurm: one SLURM job per point (a job array), through submitit")
+    g.add_argument("--jobs", type=int, default=1, help="local: grid points run at once (default 1)")
+    g.add_argument("--gpus-per-job", type=int, default=0,
+                   help="GPUs per point (default 0; more than 1: the run goes through `accelerate launch`)")
+    g.add_argument("--time-limit", type=int, default=24 * 60, metavar="MINUTES",
+                   help="a point's time limit in minutes (default 1440)")
+    g.add_argument("--cpus-per-job", type=int, default=None, help="slurm: CPUs per job")
+    g.add_argument("--partition", default=None, help="slurm: the partition")
+    g.add_argument("--account", default=None, help="slurm: the account charged")
+    g.add_argument("--qos", default=None, help="slurm: the quality of service")
+    g.add_argument("--mem-gb", type=int, default=None, help="slurm: memory per job in GB")
+    g.add_argument("--array-parallelism", type=int, default=None,
+                   help="slurm: jobs of the grid's array running at once (default: all)")
+    g.add_argument("--slurm-setup", action="append", default=None, metavar="LINE",
+                   help="slurm: a shell line run before each job, e.g. 'source venv/bin/activate' (repeatable)")
+    g.add_argument("--wait", action="store_true",
+                   help="slurm: stay until every job ended, with the grid's progress, and report as a local sweep does")
 
 
 def cmd_leaderboard(args) -> int:
@@ -220,7 +262,7 @@ def cmd_prepare(args) -> int:
     from .runner import prepare
 
     config = build_config(args)
-    session = prepare(config, progress=not args.quiet)
+    session = prepare(config, progress=not args.quiet, retrain=args.retrain)
     if not is_main():
         return 0  # a secondary process of a multi-process run: the main one reports
     benchmark, refs, scores = session.benchmark, session.refs, session.ref_scores
@@ -297,6 +339,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("prepare", help="generate the benchmark and train/score the vanilla and oracle models")
     _add_run_options(p, with_method=False)
+    p.add_argument("--retrain", action="store_true",
+                   help="train the reference models anew even when they are cached or ship with mmu-bench")
     p.set_defaults(func=cmd_prepare)
     p = sub.add_parser("eval", help="score a model unlearned elsewhere, writing the same run folder as `run`")
     p.add_argument("--checkpoint", required=True, help="folder of the unlearned model (save_pretrained format)")
@@ -318,6 +362,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_run_options(p, with_method=False)
     p.add_argument("--method-arg", dest="method_args", action="append", default=None, metavar="[METHOD.]KEY=VALUE",
                    help="a hyperparameter for every method, or for one with METHOD.KEY=VALUE (repeatable)")
+    _add_launch_options(p)
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("leaderboard", help="build leaderboards/<benchmark>__<model>.csv/.md/.png from results.json files")
     p.add_argument("--runs", action="append", default=None, metavar="DIR",

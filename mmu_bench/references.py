@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import integrity
+from . import integrity, shipped
 from .evaluation import EvalSettings, evaluate
 from .storage import home, json_digest
 from .tasks import Task
@@ -28,8 +28,18 @@ class Reference:
     records: list[dict]
 
 
+def model_identity(provider, role: str, benchmark) -> str:
+    """Where ``role``'s model lives, the same on every machine for a cached model (its folder
+    under the cache, named by its recipe): so shipped records match a user's cache."""
+    path = Path(provider.path(role, benchmark))
+    try:
+        return path.relative_to(home()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def cache_path(provider, role: str, benchmark, tasks: list[Task], settings: EvalSettings) -> Path:
-    key = {"records_version": RECORDS_VERSION, "model": str(provider.path(role, benchmark)),
+    key = {"records_version": RECORDS_VERSION, "model": model_identity(provider, role, benchmark),
            "tasks": {t.name: t.version for t in tasks}, "limit": settings.limit, "benchmark": benchmark.key()}
     return home() / "references" / provider.name / f"{role}-{json_digest(key)}.json"
 
@@ -41,13 +51,23 @@ def reference_records(provider, benchmark, tasks: list[Task], settings: EvalSett
     for role in (r for r in provider.roles if benchmark.supports(r)):
         path = cache_path(provider, role, benchmark, tasks, settings)
         entry = integrity.read_sealed(path, f"cached records of the {role} model")
+        # A harness-trained model's records are its weights' (None: an outside model, or one
+        # not trained yet): records of other weights (a retrained model) are made again.
+        weights = provider.weights_digest(role, benchmark) if hasattr(provider, "weights_digest") else None
+        if entry is not None and weights is not None and entry.get("weights") not in (None, weights):
+            entry = None
+        if entry is None and weights is not None:
+            entry = shipped.records(provider.name, path.name, weights)
+            if entry is not None:
+                integrity.sealed_json(path, entry)
         if entry is None:
             loaded = provider.load(role, benchmark)
             loaded.model.to(device)
             records = evaluate(loaded.model, loaded.processor, benchmark.eval, tasks, settings)
-            entry = {"role": role, "model_path": loaded.path, "recipe_hash": loaded.recipe_hash, "records": records,
-                     "records_version": RECORDS_VERSION}
+            entry = {"role": role, "model_path": model_identity(provider, role, benchmark),
+                     "recipe_hash": loaded.recipe_hash, "records": records, "records_version": RECORDS_VERSION,
+                     "weights": provider.weights_digest(role, benchmark) if hasattr(provider, "weights_digest") else None}
             integrity.sealed_json(path, entry)
             del loaded
-        out[role] = Reference(role, entry["model_path"], entry["recipe_hash"], entry["records"])
+        out[role] = Reference(role, str(provider.path(role, benchmark)), entry["recipe_hash"], entry["records"])
     return out

@@ -23,6 +23,7 @@ from .context import EncodedSet, MethodData, UnlearningContext
 from .errors import MMUBenchError
 from .evaluation import EvalSettings, evaluate, over_budget
 from .measure import Value
+from .models.provider import CachedProvider
 from .protocol import Protocol
 from .provenance import environment, git_state, package_versions
 from .references import Reference, reference_records
@@ -132,10 +133,10 @@ class Session:
     protocol: Protocol
 
 
-def open_session(config: RunConfig, progress: bool, strict: bool = True) -> Session:
+def open_session(config: RunConfig, progress: bool, strict: bool = True, retrain: bool = False) -> Session:
     """Checks names and options (before any work), then loads the benchmark and the reference
     models' records and scores them; ``strict``: refuses when the vanilla model does not know
-    the benchmark."""
+    the benchmark; ``retrain``: trains the harness-trained references anew (cached or shipped)."""
     check_names(config)
     protocol = run_protocol(config)
     all_tasks, measures = scoring.resolve(protocol.apply(load_tasks()), config.measures)
@@ -145,6 +146,10 @@ def open_session(config: RunConfig, progress: bool, strict: bool = True) -> Sess
         tasks = [by_name[t.name] for t in load_tasks(config.tasks)]
     tasks = scoring.needed(tasks, measures, all_tasks)  # with the tasks their measures read
     provider = make_provider(config, progress)
+    if retrain:
+        if not isinstance(provider, CachedProvider):
+            raise MMUBenchError(f"--retrain: model {config.model!r} has no reference models the harness trains")
+        provider.retrain = True
     scoring.check_needs(tasks, measures, provider.roles)
     benchmark, settings, refs, device, all_tasks = load_references(config, provider, all_tasks, progress)
     by_name = {t.name: t for t in all_tasks}
@@ -462,9 +467,10 @@ def _write_new_folder(config: RunConfig, method_name: str, fill) -> Path:
     raise MMUBenchError(f"could not find a free run folder under {config.output_dir}")
 
 
-def prepare(config: RunConfig, progress: bool = True) -> Session:
-    """Generate the benchmark, train (or find) the reference models, evaluate them once."""
-    return open_session(config, progress, strict=False)
+def prepare(config: RunConfig, progress: bool = True, retrain: bool = False) -> Session:
+    """Generate the benchmark, find (cached or shipped) or train the reference models, evaluate
+    them once; ``retrain``: train them anew even when cached or shipped."""
+    return open_session(config, progress, strict=False, retrain=retrain)
 
 
 def attack_folder(run_dir: str, specs: list[str], attack_args: dict, progress: bool = True) -> tuple[Path, dict]:

@@ -9,6 +9,7 @@ stop the grid: its error is recorded in its own run folder (``failure.json``, ne
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from tqdm.auto import tqdm
 from . import locks, results
 from .config import RunConfig
 from .errors import MMUBenchError
-from .runner import method_info, run, run_key, write_failure
+from .launch import LaunchOptions, PointJob, run_local, settings, submit_slurm
+from .runner import method_info, prepare, run, run_key, write_failure
 
 
 @dataclass
@@ -25,7 +27,7 @@ class CellOutcome:
     method: str
     seed: int
     forget_ratio: float
-    status: str  # done | skipped | failed | elsewhere (another sweep holds its lock)
+    status: str  # done | skipped | failed | elsewhere (another sweep holds its lock) | submitted (SLURM)
     path: str = ""
     error: str = ""
 
@@ -69,8 +71,11 @@ def grid(base: RunConfig, methods: list[str], seeds: list[int], ratios: list[flo
     ]
 
 
-def _run_point(config: RunConfig, name: str, key: str, cell: dict) -> CellOutcome:
-    """One grid point, under its lock: another sweep on the same grid that holds it runs it."""
+def run_point(config: RunConfig, name: str, key: str, execute=None) -> CellOutcome:
+    """One grid point, under its lock (another sweep that holds it runs it), wherever it runs:
+    ``execute()`` (default: ``run(config)`` here) returns the run folder; a failure is recorded
+    in ``failure.json``."""
+    cell = dict(method=name, seed=config.seed, forget_ratio=config.forget_ratio)
     lock = locks.lock_path(config.output_dir, key)
     if not locks.acquire(lock):
         return CellOutcome(**cell, status="elsewhere", path=str(lock))
@@ -79,31 +84,83 @@ def _run_point(config: RunConfig, name: str, key: str, cell: dict) -> CellOutcom
         if finished:
             return CellOutcome(**cell, status="skipped", path=finished)
         try:
-            return CellOutcome(**cell, status="done", path=str(run(config, progress=False)))
+            folder = execute() if execute is not None else run(config, progress=False)
+            return CellOutcome(**cell, status="done", path=str(folder))
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # one failing cell must not stop the grid
-            folder = write_failure(config, name, key, exc)
-            return CellOutcome(**cell, status="failed", path=str(folder), error=f"{type(exc).__name__}: {exc}")
+            return failed(config, name, key, exc)
 
 
-def sweep(configs: list[RunConfig], progress: bool = True) -> list[CellOutcome]:
+def failed(config: RunConfig, name: str, key: str, exc: BaseException) -> CellOutcome:
+    folder = write_failure(config, name, key, exc)
+    return CellOutcome(method=name, seed=config.seed, forget_ratio=config.forget_ratio, status="failed",
+                       path=str(folder), error=f"{type(exc).__name__}: {exc}")
+
+
+def sweep(configs: list[RunConfig], progress: bool = True, launch: LaunchOptions | None = None) -> list[CellOutcome]:
+    """Run the grid's unfinished points (``launch``: where; default here, one after another).
+    On SLURM without ``launch.wait`` the points are submitted and reported as ``submitted``."""
+    launch = launch or LaunchOptions()
+    launch.validate()
     # Every cell's method and arguments are checked before the first run starts.
-    keys = []
+    points = []
     for config in configs:
         config.validate()
         _, _, info = method_info(config)
-        keys.append((info["name"], run_key(config, info)))
+        points.append(PointJob(config, info["name"], run_key(config, info)))
     done = existing_keys(configs[0].output_dir) if configs else {}
-    outcomes = []
-    bar = tqdm(total=len(configs), desc="sweep", unit="run", disable=None if progress else True)
-    for config, (name, key) in zip(configs, keys):
-        bar.set_postfix_str(f"{name} ratio={config.forget_ratio:g} seed={config.seed}")
-        cell = dict(method=name, seed=config.seed, forget_ratio=config.forget_ratio)
-        if key in done:
-            outcomes.append(CellOutcome(**cell, status="skipped", path=done[key]))
-        else:
-            outcomes.append(_run_point(config, name, key, cell))
+    outcomes: dict[int, CellOutcome] = {}
+    for i, point in enumerate(points):
+        if point.key in done:
+            outcomes[i] = _cell(point, "skipped", done[point.key])
+    pending = [p for i, p in enumerate(points) if i not in outcomes]
+    index = {id(p): i for i, p in enumerate(points)}
+    bar = tqdm(total=len(configs), initial=len(outcomes), desc="sweep", unit="run", disable=None if progress else True)
+
+    def finish(point: PointJob, outcome) -> None:
+        if isinstance(outcome, BaseException):
+            outcome = failed(point.config, point.name, point.key, outcome)
+        outcomes[index[id(point)]] = outcome
+        bar.set_postfix_str(f"{point.name} ratio={point.config.forget_ratio:g} seed={point.config.seed}: {outcome.status}")
         bar.update(1)
+
+    if launch.launcher == "inline":
+        for point in pending:
+            finish(point, run_point(point.config, point.name, point.key))
+    elif launch.launcher == "local":
+        if pending:
+            output_dir = pending[0].config.output_dir
+            for config in settings([p.config for p in pending]):  # once, here, not in every job
+                prepare(config, progress=False)
+            run_local(pending, launch, output_dir, finish)
+    else:
+        output_dir = configs[0].output_dir if configs else "runs"
+        prepared, jobs = submit_slurm(pending, settings([p.config for p in pending]), launch, output_dir)
+        if launch.wait:
+            _wait(prepared, list(zip(pending, jobs)), finish)
+        for point, job in zip(pending, jobs):
+            if index[id(point)] not in outcomes:
+                outcomes[index[id(point)]] = _cell(point, "submitted", f"SLURM job {job.job_id}")
     bar.close()
-    return outcomes
+    return [outcomes[i] for i in range(len(points))]
+
+
+def _cell(point: PointJob, status: str, path: str = "") -> CellOutcome:
+    return CellOutcome(method=point.name, seed=point.config.seed, forget_ratio=point.config.forget_ratio,
+                       status=status, path=path)
+
+
+def _wait(prepared: list, jobs: list, finish) -> None:
+    """Follow submitted SLURM jobs until each has ended, reporting them as they do."""
+    for job in prepared:
+        job.wait()  # a failed preparation fails the grid's jobs (afterok): they are reported below
+    waiting = list(jobs)
+    while waiting:
+        for point, job in [pj for pj in waiting if pj[1].done()]:
+            waiting.remove((point, job))
+            try:
+                finish(point, job.result())
+            except Exception as exc:  # cancelled, over time, never started
+                finish(point, exc)
+        time.sleep(5 if waiting else 0)

@@ -35,6 +35,10 @@ def test_list_shows_methods_with_origin_benchmarks_models_and_tasks(capsys):
     (["--method", "./NOTES.txt:Method"], "not a Python source file (expected a .py file)"),
     (["--protocol", "mlmu"], "unknown protocol 'mlmu'. Did you mean 'mllmu'?"),
     (["--protocol-arg", "shots.cloze=two"], "--protocol-arg shots.cloze: expected an integer"),
+    (["--model-arg", "finetune_steps=many"], "model 'tiny-llava' --model-arg 'finetune_steps': expected int, got 'many'"),
+    (["--model-arg", "steps=9"], "model 'tiny-llava': unknown --model-arg(s) steps; valid: arch (TinyArch)"),
+    (["--benchmark-arg", "num_entities=lots"], "--benchmark-arg num_entities: expected int, got 'lots'"),
+    (["--benchmark-arg", "train_views=x"], "MMU-Synth --benchmark-arg 'train_views': expected int, got 'x'"),
 ])
 def test_bad_input_fails_fast_with_a_clear_error(capsys, tmp_path, monkeypatch, args, message):
     (tmp_path / "NOTES.txt").write_text("not Python at all\n")

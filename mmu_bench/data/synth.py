@@ -406,7 +406,11 @@ def load(forget_ratio: float = 10, num_entities: int = 100, data_seed: int = 0, 
 
     if forget_ratio not in FORGET_RATIOS:
         raise ValueError(f"forget ratio {forget_ratio!r} is not one of MMU-Synth's splits {FORGET_RATIOS}")
-    config = SynthConfig(num_entities=num_entities, seed=data_seed, **options)
+    from ..config import coerce, typed_dataclass
+
+    config = typed_dataclass(SynthConfig, {"num_entities": coerce(num_entities, int, "--benchmark-arg num_entities"),
+                                           "seed": coerce(data_seed, int, "--benchmark-arg data_seed"), **options},
+                             "MMU-Synth", "--benchmark-arg")
     path = home() / "data" / "mmu-synth" / config.fingerprint()
     if not ((path / "dataset_dict.json").exists() and integrity.usable(path, "generated MMU-Synth data")):
         try:

@@ -8,11 +8,13 @@ first when it is missing.
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .. import integrity
+from .. import integrity, shipped
 from ..errors import UnknownNameError
 from ..storage import atomic_write_json, home, json_digest, staging_dir
 
@@ -83,13 +85,54 @@ class CachedProvider:
     def trained(path: Path) -> bool:
         return (Path(path) / "recipe.json").exists()
 
+    retrain: bool = False  # train every reference anew once, cached or shipped (``prepare --retrain``)
+
     def ensure(self, role: str, benchmark) -> Path:
-        """``role``'s folder, training the model first if it is not cached (or its cached files
-        are damaged: ``integrity``)."""
+        """``role``'s folder: cached, else installed from the shipped references when one of
+        the same recipe ships (``mmu_bench.shipped``), else trained (also when the cached files
+        are damaged: ``integrity``; and once per process under ``retrain``)."""
         path = self.path(role, benchmark)
-        if not (self.trained(path) and integrity.usable(path, f"cached {role} model")):
-            self.train(role, benchmark)
+        if self.retrain and path not in self._retrained():
+            self._retrain(role, benchmark, path)
+        elif not (self.trained(path) and integrity.usable(path, f"cached {role} model")):
+            if not shipped.install_model(self.name, path):
+                self.train(role, benchmark)
         return path
+
+    def _retrained(self) -> set:
+        if "_retrained_paths" not in self.__dict__:
+            self._retrained_paths = set()
+        return self._retrained_paths
+
+    def _retrain(self, role: str, benchmark, path: Path) -> None:
+        """Train ``role`` again; the folder it replaces is kept aside until the new one is
+        written (and put back if training fails)."""
+        aside = path.with_name(f"{path.name}.replaced") if path.exists() else None
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+            os.rename(path, aside)
+        try:
+            self.train(role, benchmark)
+        except BaseException:
+            if aside is not None and not path.exists():
+                os.rename(aside, path)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        self._retrained().add(path)
+
+    def weights_digest(self, role: str, benchmark) -> str | None:
+        """The recorded SHA-256 of ``role``'s weights when they are cached or ship (then
+        installed; under ``retrain``, trained anew first); None when they are still to be
+        trained. Reference records are kept per weights."""
+        path = self.path(role, benchmark)
+        if path != self.cache_path(role, benchmark):
+            return None  # a checkpoint the user gave: not the harness's to train or ship
+        if self.retrain:
+            self.ensure(role, benchmark)
+        elif not self.trained(path):
+            shipped.install_model(self.name, path)
+        return shipped.weights_digest(path) if self.trained(path) else None
 
     def train(self, role: str, benchmark) -> None:
         raise NotImplementedError

@@ -216,10 +216,14 @@ class TinyLlavaProvider(CachedProvider):
 
     def __init__(self, progress: bool = True, **overrides):
         self._features: dict[tuple[str, str], list] = {}  # (data, item_id) -> encoded pairs
+        from ..config import typed_dataclass
+
         arch = overrides.pop("arch", None)
-        recipe = TinyRecipe(**overrides) if overrides else TinyRecipe()
+        recipe = typed_dataclass(TinyRecipe, overrides, "model 'tiny-llava'", "--model-arg")
+        if isinstance(arch, dict):
+            arch = typed_dataclass(TinyArch, arch, "model 'tiny-llava' --model-arg arch", "size")
         if arch is not None:
-            recipe = replace(recipe, arch=TinyArch(**arch) if isinstance(arch, dict) else arch)
+            recipe = replace(recipe, arch=arch)
         self.recipe = recipe
         self.progress = progress
 

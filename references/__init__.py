@@ -1,0 +1,1 @@
+"""The shipped reference models of the embedded default (see README.md here)."""
