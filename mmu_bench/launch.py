@@ -164,11 +164,21 @@ def run_local(points: list[PointJob], options: LaunchOptions, output_dir: str, o
     slots = gpu_slots(options.jobs, gpus, torch.cuda.device_count() if gpus else 0)
     threads = 0 if gpus else max(1, (os.cpu_count() or 1) // options.jobs)
     executor = submitit.LocalExecutor(folder=str(options.folder(output_dir)))
+    for point in points:
+        point.gpus, point.threads = gpus, threads
     free, running, queue = list(range(options.jobs)), {}, list(points)
+    try:
+        _drain(executor, slots, options, free, running, queue, on_done)
+    except BaseException:  # Ctrl-C: no job is left running unseen
+        for job in running:
+            job.cancel(check=False)
+        raise
+
+
+def _drain(executor, slots, options, free, running, queue, on_done) -> None:
     while queue or running:
         while queue and free:
             slot, point = free.pop(0), queue.pop(0)
-            point.gpus, point.threads = gpus, threads
             executor.update_parameters(timeout_min=options.time_min, gpus_per_node=len(slots[slot]),
                                        visible_gpus=slots[slot], tasks_per_node=1)
             running[executor.submit(point)] = (slot, point)
