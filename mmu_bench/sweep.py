@@ -3,7 +3,8 @@
 A grid cell whose results already exist (same run key in a ``results.json`` under the output
 folder) is skipped, so an interrupted sweep picks up where it stopped. A failing cell does not
 stop the grid: its error is recorded in its own run folder (``failure.json``, never a
-``results.json``) and reported at the end; the next sweep tries it again.
+``results.json``) and reported at the end; the next sweep tries it again. Where the points run
+(here, N processes at once, SLURM jobs) is ``mmu_bench.launch``'s part; each runs ``run_point``.
 """
 
 from __future__ import annotations
@@ -75,27 +76,30 @@ def run_point(config: RunConfig, name: str, key: str, execute=None) -> CellOutco
     """One grid point, under its lock (another sweep that holds it runs it), wherever it runs:
     ``execute()`` (default: ``run(config)`` here) returns the run folder; a failure is recorded
     in ``failure.json``."""
-    cell = dict(method=name, seed=config.seed, forget_ratio=config.forget_ratio)
     lock = locks.lock_path(config.output_dir, key)
     if not locks.acquire(lock):
-        return CellOutcome(**cell, status="elsewhere", path=str(lock))
+        return outcome(config, name, "elsewhere", str(lock))
     with locks.held(lock):
         finished = existing_keys(config.output_dir).get(key)  # by another sweep, since this one looked
         if finished:
-            return CellOutcome(**cell, status="skipped", path=finished)
+            return outcome(config, name, "skipped", finished)
         try:
             folder = execute() if execute is not None else run(config, progress=False)
-            return CellOutcome(**cell, status="done", path=str(folder))
+            return outcome(config, name, "done", str(folder))
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # one failing cell must not stop the grid
             return failed(config, name, key, exc)
 
 
+def outcome(config: RunConfig, name: str, status: str, path: str = "", error: str = "") -> CellOutcome:
+    return CellOutcome(method=name, seed=config.seed, forget_ratio=config.forget_ratio, status=status, path=path,
+                       error=error)
+
+
 def failed(config: RunConfig, name: str, key: str, exc: BaseException) -> CellOutcome:
     folder = write_failure(config, name, key, exc)
-    return CellOutcome(method=name, seed=config.seed, forget_ratio=config.forget_ratio, status="failed",
-                       path=str(folder), error=f"{type(exc).__name__}: {exc}")
+    return outcome(config, name, "failed", str(folder), f"{type(exc).__name__}: {exc}")
 
 
 def sweep(configs: list[RunConfig], progress: bool = True, launch: LaunchOptions | None = None) -> list[CellOutcome]:
@@ -113,16 +117,16 @@ def sweep(configs: list[RunConfig], progress: bool = True, launch: LaunchOptions
     outcomes: dict[int, CellOutcome] = {}
     for i, point in enumerate(points):
         if point.key in done:
-            outcomes[i] = _cell(point, "skipped", done[point.key])
+            outcomes[i] = outcome(point.config, point.name, "skipped", done[point.key])
     pending = [p for i, p in enumerate(points) if i not in outcomes]
     index = {id(p): i for i, p in enumerate(points)}
     bar = tqdm(total=len(configs), initial=len(outcomes), desc="sweep", unit="run", disable=None if progress else True)
 
-    def finish(point: PointJob, outcome) -> None:
-        if isinstance(outcome, BaseException):
-            outcome = failed(point.config, point.name, point.key, outcome)
-        outcomes[index[id(point)]] = outcome
-        bar.set_postfix_str(f"{point.name} ratio={point.config.forget_ratio:g} seed={point.config.seed}: {outcome.status}")
+    def finish(point: PointJob, result) -> None:
+        if isinstance(result, BaseException):
+            result = failed(point.config, point.name, point.key, result)
+        outcomes[index[id(point)]] = result
+        bar.set_postfix_str(f"{point.name} ratio={point.config.forget_ratio:g} seed={point.config.seed}: {result.status}")
         bar.update(1)
 
     if launch.launcher == "inline":
@@ -141,14 +145,9 @@ def sweep(configs: list[RunConfig], progress: bool = True, launch: LaunchOptions
             _wait(prepared, list(zip(pending, jobs)), finish)
         for point, job in zip(pending, jobs):
             if index[id(point)] not in outcomes:
-                outcomes[index[id(point)]] = _cell(point, "submitted", f"SLURM job {job.job_id}")
+                outcomes[index[id(point)]] = outcome(point.config, point.name, "submitted", f"SLURM job {job.job_id}")
     bar.close()
     return [outcomes[i] for i in range(len(points))]
-
-
-def _cell(point: PointJob, status: str, path: str = "") -> CellOutcome:
-    return CellOutcome(method=point.name, seed=point.config.seed, forget_ratio=point.config.forget_ratio,
-                       status=status, path=path)
 
 
 def _wait(prepared: list, jobs: list, finish) -> None:
