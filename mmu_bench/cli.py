@@ -202,6 +202,16 @@ def cmd_sweep(args) -> int:
     return 1 if counts["failed"] or attack_failed else 0
 
 
+def cmd_report(args) -> int:
+    from . import report
+
+    folder = Path(args.run)
+    if not (folder / "results.json").is_file():
+        raise MMUBenchError(f"{args.run}: no results.json there; not a finished run folder")
+    print(f"wrote {report.write(folder)}")
+    return 0
+
+
 def launch_options(args):
     from .launch import LaunchOptions
 
@@ -370,6 +380,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="leaderboards", help="where the leaderboard files go (default ./leaderboards)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.set_defaults(func=cmd_leaderboard)
+    p = sub.add_parser("report", help="(re)build a run folder's report.html from its files")
+    p.add_argument("run", metavar="RUN_DIR", help="the run folder")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("list", help="list methods, measures, benchmarks, models and tasks")
     p.set_defaults(func=cmd_list)
     return parser

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import attacking, distributed, registry, results, saliency, scoring, tables, trajectory
+from . import attacking, distributed, registry, report, results, saliency, scoring, tables, trajectory
 from . import protocol as protocols
 from .config import RunConfig, load_yaml, method_config
 from .context import EncodedSet, MethodData, UnlearningContext
@@ -280,7 +280,8 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
         recorder.finish(ctx.unwrapped_model, vanilla.processor, len(losses))
     training = {"steps": len(losses), "first_loss": losses[0] if losses else None,
                 "last_loss": losses[-1] if losses else None, "method_report": ctx.extras, "trainable": trains,
-                "seconds": round(time.time() - train_started, 2)}
+                "seconds": round(time.time() - train_started, 2),
+                "log": [{k: h[k] for k in ("step", "loss", "lr") if k in h} for h in ctx.history if "loss" in h]}
     try:
         return finish(session, ctx.unwrapped_model, vanilla.processor, info, training, started, planned, recorder)
     finally:
@@ -351,7 +352,10 @@ def finish(session: Session, model, processor, info: dict, training: dict, start
         attacks = attacking.run_suite(session, model, processor, records, config.seed, planned,
                                       session.settings.progress)
     weights = (model, processor) if keep_weights(config.save_model, model, info) else None
-    return write_run(config, result, records, attacks, weights, recorder.to_jsonl() if recorder is not None else None)
+    samples = report.with_vanilla(records, session.refs.get("vanilla"))
+    thumbs = report.thumbnails(session.benchmark.eval, records)
+    return write_run(config, result, samples, attacks, weights, recorder.to_jsonl() if recorder is not None else None,
+                     thumbs)
 
 
 SMALL_MODEL = 100_000_000  # parameters: ``save_model: auto`` keeps weights up to this size (400 MB in fp32)
@@ -409,7 +413,7 @@ def compose(session: Session, info: dict, unlearned: dict[str, dict[str, Value]]
 
 
 def write_run(config: RunConfig, result: results.RunResult, records: list[dict], attacks: dict | None = None,
-              weights: tuple | None = None, points: str | None = None) -> Path:
+              weights: tuple | None = None, points: str | None = None, thumbs: dict | None = None) -> Path:
     """Everything is written into a staging folder renamed into place at the end: a crash or
     Ctrl-C leaves no partial run, and an existing run folder is never touched. ``attacks``: the
     contents of attacks.json; ``weights``: (model, processor) saved under ``model/``;
@@ -435,6 +439,9 @@ def write_run(config: RunConfig, result: results.RunResult, records: list[dict],
             model.save_pretrained(str(tmp / MODEL_DIR))
             processor.save_pretrained(str(tmp / MODEL_DIR))
         (tmp / "results.json").write_text(result.to_json())
+        if thumbs is not None:
+            (tmp / report.THUMBNAILS_FILE).write_text(json.dumps(thumbs, sort_keys=True))
+        report.write(tmp)  # from the files above, as `mmu-bench report` rebuilds it
 
     return _write_new_folder(config, result.method["name"], fill)
 

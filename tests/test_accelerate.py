@@ -90,7 +90,7 @@ def test_two_processes_write_one_run_folder(runs):
     folder = only_run(multi, "ga")
     assert {p.relative_to(folder).parts[0] for p in files(multi)} == {
         "config.yaml", "information.csv", "results.json", "samples.jsonl", "table.csv", "table.md", "model",
-        "trajectory.jsonl"}
+        "trajectory.jsonl", "report.html", "thumbnails.json"}
     assert (folder / "model" / "model.safetensors").is_file()  # the unwrapped model's weights, once
     assert json.loads((folder / "results.json").read_text())["provenance"]["processes"] == 2
     assert done.stdout.count("run folder:") == 1  # only the main process reports

@@ -29,8 +29,9 @@ def ga_run(tmp_path_factory):
 
 def test_run_folder_holds_every_file(ga_run):
     _, folder = ga_run
-    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "information.csv", "model", "results.json",
-                                                        "samples.jsonl", "table.csv", "table.md"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "information.csv", "model", "report.html",
+                                                        "results.json", "samples.jsonl", "table.csv", "table.md",
+                                                        "thumbnails.json"]
 
 
 def test_table_has_a_row_per_task_and_the_metric_columns(ga_run):

@@ -53,7 +53,8 @@ def test_sweep_continues_past_a_failing_run_and_records_it(tmp_path, capsys):
     assert "1 done, 0 already had results, 1 failed" in text and "diverged on purpose" in text
     runs = folders(out, "flaky")
     kinds = sorted(sorted(p.name for p in f.iterdir()) for f in runs)
-    assert kinds == [["config.yaml", "information.csv", "model", "results.json", "samples.jsonl", "table.csv", "table.md"],
+    assert kinds == [["config.yaml", "information.csv", "model", "report.html", "results.json", "samples.jsonl",
+                      "table.csv", "table.md", "thumbnails.json"],
                      ["failure.json"]]
     failure = next(json.loads((f / "failure.json").read_text()) for f in runs if (f / "failure.json").exists())
     assert "RuntimeError: diverged on purpose" in failure["error"] and failure["config"]["seed"] == 1
