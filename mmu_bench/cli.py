@@ -203,12 +203,9 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import report
+    from . import report, results
 
-    folder = Path(args.run)
-    if not (folder / "results.json").is_file():
-        raise MMUBenchError(f"{args.run}: no results.json there; not a finished run folder")
-    print(f"wrote {report.write(folder)}")
+    print(f"wrote {report.write(results.run_folder(args.run))}")
     return 0
 
 

@@ -44,6 +44,11 @@ def cache_path(provider, role: str, benchmark, tasks: list[Task], settings: Eval
     return home() / "references" / provider.name / f"{role}-{json_digest(key)}.json"
 
 
+def _weights(provider, role: str, benchmark) -> str | None:
+    """The digest of a harness-trained model's weights (``CachedProvider.weights_digest``)."""
+    return provider.weights_digest(role, benchmark) if hasattr(provider, "weights_digest") else None
+
+
 def reference_records(provider, benchmark, tasks: list[Task], settings: EvalSettings, device) -> dict[str, Reference]:
     """Every reference role of ``provider`` that ``benchmark`` supports: its records on
     ``tasks``, from the cache, or by loading (training, if need be) and evaluating the model once."""
@@ -53,7 +58,7 @@ def reference_records(provider, benchmark, tasks: list[Task], settings: EvalSett
         entry = integrity.read_sealed(path, f"cached records of the {role} model")
         # A harness-trained model's records are its weights' (None: an outside model, or one
         # not trained yet): records of other weights (a retrained model) are made again.
-        weights = provider.weights_digest(role, benchmark) if hasattr(provider, "weights_digest") else None
+        weights = _weights(provider, role, benchmark)
         if entry is not None and weights is not None and entry.get("weights") not in (None, weights):
             entry = None
         if entry is None and weights is not None:
@@ -66,7 +71,7 @@ def reference_records(provider, benchmark, tasks: list[Task], settings: EvalSett
             records = evaluate(loaded.model, loaded.processor, benchmark.eval, tasks, settings)
             entry = {"role": role, "model_path": model_identity(provider, role, benchmark),
                      "recipe_hash": loaded.recipe_hash, "records": records, "records_version": RECORDS_VERSION,
-                     "weights": provider.weights_digest(role, benchmark) if hasattr(provider, "weights_digest") else None}
+                     "weights": _weights(provider, role, benchmark)}  # known now that it is trained
             integrity.sealed_json(path, entry)
             del loaded
         out[role] = Reference(role, str(provider.path(role, benchmark)), entry["recipe_hash"], entry["records"])

@@ -82,7 +82,7 @@ def _sample_rows(samples: list[dict], thumbs: dict) -> tuple[list[dict], str]:
         kept = []
         for task in sorted(by_task):
             rows = by_task[task]
-            kept.extend(rows if len(rows) <= per_task else sorted(rng.sample(rows, per_task), key=rows.index))
+            kept.extend(rows if len(rows) <= per_task else [rows[i] for i in sorted(rng.sample(range(len(rows)), per_task))])
         note = (f"{len(samples)} items scored; shown: a seeded sample of at most {per_task} per task "
                 f"({len(kept)} in all). samples.jsonl holds them all.")
         samples = kept
@@ -94,17 +94,15 @@ def _sample_rows(samples: list[dict], thumbs: dict) -> tuple[list[dict], str]:
             "task": s.get("task", ""), "dimension": s.get("dimension", ""), "format": s.get("format", ""),
             "entity": s.get("entity_id", ""), "image": items.get(s.get("item_id"), ""),
             "prompt": s.get("prompt", ""), "answer": str(s.get("answer", "")), "output": output or "",
-            "vanilla": vanilla if vanilla is not None else None,
+            "vanilla": vanilla,
             "changed": vanilla is not None and (output or "").strip() != (vanilla or "").strip(),
         })
     return rows, note
 
 
-def _bar(value, lo=0.0, hi=1.0) -> str:
-    if not isinstance(value, (int, float)):
-        return ""
-    width = max(0.0, min(1.0, (value - lo) / (hi - lo) if hi > lo else 0.0)) * 100
-    return f'<span class="bar"><span style="width:{width:.1f}%"></span></span>'
+def _bar(value: float) -> str:
+    """A bar for a value in [0, 1]."""
+    return f'<span class="bar"><span style="width:{100 * value:.1f}%"></span></span>'
 
 
 def _fmt(value) -> str:

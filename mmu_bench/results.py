@@ -171,6 +171,14 @@ class RunResult:
                                f"{type(exc).__name__}: {exc}") from exc
 
 
+def run_folder(path: str | Path, option: str = "") -> Path:
+    """A finished run folder (it holds results.json); ResultsError naming ``option`` otherwise."""
+    folder = Path(path)
+    if not (folder / "results.json").is_file():
+        raise ResultsError(f"{option}{path}: no results.json there; not a finished run folder")
+    return folder
+
+
 def read(path: str | Path) -> RunResult:
     """A run's results.json; ResultsError (naming the file) when it cannot be read."""
     path = Path(path)

@@ -485,9 +485,7 @@ def attack_folder(run_dir: str, specs: list[str], attack_args: dict, progress: b
     from ``model/`` (or the checkpoint an ``eval`` run scored). attacks.json gains their numbers
     (replaced atomically, earlier attacks kept) and table.md is rebuilt; results.json is never
     touched. Returns the folder and the merged attacks report."""
-    folder = Path(run_dir)
-    if not (folder / "results.json").is_file():
-        raise MMUBenchError(f"--run {run_dir}: no results.json there; not a finished run folder")
+    folder = results.run_folder(run_dir, "--run ")
     result = results.read(folder / "results.json")
     saved = load_yaml(folder / "config.yaml")
     config = RunConfig(**{**saved, "attacks": list(specs), "attack_args": dict(attack_args)})
