@@ -75,6 +75,14 @@ def _add_attack_options(parser: argparse.ArgumentParser, flags: bool = True) -> 
                              "path/to/file.py:Class (repeatable)")
 
 
+def _add_tracker_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-with", dest="log_with", action="append", default=None, metavar="TRACKER",
+                        help="also log the run to an experiment tracker: the configuration, the loss and learning rate "
+                             "per training step, the final scores. tensorboard (pip install -e \".[tensorboard]\"), "
+                             "wandb (.[wandb]) or mlflow (.[mlflow]); repeatable or comma-separated "
+                             "(README, \"Experiment trackers\")")
+
+
 def attack_specs(args: argparse.Namespace, values: dict) -> None:
     """--attacks / --attack NAME into the config's ``attacks`` list."""
     specs = list(values.get("attacks") or [])
@@ -98,6 +106,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             key, value = parse_assignment(text, flag)
             values.setdefault(name, {})[key] = value if name in ("method_args", "attack_args") else _literal(value)
     attack_specs(args, values)
+    if getattr(args, "log_with", None):  # --log-with a --log-with b,c: replaces the YAML's list
+        values["log_with"] = list(args.log_with)
     if getattr(args, "tasks", None):
         values["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if getattr(args, "measures", None):
@@ -175,6 +185,9 @@ def cmd_sweep(args) -> int:
     from .sweep import grid, sweep
 
     base = build_config(args)
+    from .tracking import require
+
+    require(base.log_with)  # a tracker's package missing: fail before the grid starts
     scoped = dict(parse_assignment(a, "--method-arg") for a in args.method_args or [])
     methods = _list_of(args.methods, str, "--methods")
     seeds = _list_of(args.seeds, int, "--seeds")
@@ -343,6 +356,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="unlearn with a method, evaluate the four dimensions, write a run folder")
     _add_run_options(p, with_method=True)
+    _add_tracker_option(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("prepare", help="generate the benchmark and train/score the vanilla and oracle models")
     _add_run_options(p, with_method=False)
@@ -353,6 +367,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="folder of the unlearned model (save_pretrained format)")
     p.add_argument("--name", required=True, help="the method name it gets in results and leaderboards")
     _add_run_options(p, with_method=False)
+    _add_tracker_option(p)
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("attack", help="run attacks on a finished run folder (no unlearning again; every registered attack "
                                          "unless --attack names some); adds to its attacks.json")
@@ -369,6 +384,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_run_options(p, with_method=False)
     p.add_argument("--method-arg", dest="method_args", action="append", default=None, metavar="[METHOD.]KEY=VALUE",
                    help="a hyperparameter for every method, or for one with METHOD.KEY=VALUE (repeatable)")
+    _add_tracker_option(p)
     _add_launch_options(p)
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("leaderboard", help="build leaderboards/<benchmark>__<model>.csv/.md/.png from results.json files")

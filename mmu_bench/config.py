@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from . import hparams
+from . import hparams, tracking
 from .errors import MMUBenchError
 from .method import MethodConfig, UnlearningMethod
 from .storage import read_yaml_mapping
@@ -39,6 +39,11 @@ class RunConfig:
     protocol_args: dict = field(default_factory=dict)  # "SETTING.FORMAT" -> value, e.g. shots.cloze=0
     trajectory: int = 8  # score the model at this many evenly spaced points of unlearning (0: none)
     trajectory_sample: int = 24  # ... on this many items per task and format (a seeded sample)
+    # experiment trackers that follow the run (mmu_bench.tracking): tensorboard, wandb, mlflow; not in the run key
+    log_with: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.log_with = tracking.names(self.log_with)  # also "tensorboard,wandb" (YAML, a command line)
 
     def validate(self) -> None:
         """Checks that need no data or model: run before any work is done."""
@@ -61,6 +66,7 @@ class RunConfig:
         if bad:
             raise MMUBenchError(f"attack argument(s) {', '.join(map(str, bad))}: write ATTACK.OPTION=VALUE, "
                                 "e.g. relearn.steps=20")
+        tracking.check_names(self.log_with)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page per run folder (no server, no network; thumbnails
 embedded), written with the folder and rebuilt by ``mmu-bench report RUN_DIR`` from the folder
 alone: the configuration and provenance, the dimension table against the references, the
-training curve and trajectory, and a filterable table of every scored item with the unlearned
+attacks' numbers (attacks.json; `mmu-bench attack --run` rebuilds the page), the training curve
+and trajectory, and a filterable table of every scored item with the unlearned
 and the vanilla model's outputs.
 
 Sample text reaches the page only as JSON inside a ``<script type="application/json">`` (with
@@ -19,7 +20,7 @@ import json
 import random
 from pathlib import Path
 
-from . import results, tables
+from . import attacking, pages, results, tables
 from .storage import atomic_write_text
 
 REPORT_FILE = "report.html"
@@ -65,12 +66,6 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _script_json(data) -> str:
-    """JSON safe inside a <script> element: no ``</script>`` or comment can end it early."""
-    return (json.dumps(data, ensure_ascii=False, sort_keys=True)
-            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
-
-
 def _sample_rows(samples: list[dict], thumbs: dict) -> tuple[list[dict], str]:
     note = ""
     if len(samples) > MAX_ROWS:
@@ -98,29 +93,6 @@ def _sample_rows(samples: list[dict], thumbs: dict) -> tuple[list[dict], str]:
             "changed": vanilla is not None and (output or "").strip() != (vanilla or "").strip(),
         })
     return rows, note
-
-
-def _bar(value: float) -> str:
-    """A bar for a value in [0, 1]."""
-    return f'<span class="bar"><span style="width:{100 * value:.1f}%"></span></span>'
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float) and value != value:  # NaN: not measured
-        return "-"
-    return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else html.escape(str(value))
-
-
-def _table(rows: list[dict], table_id: str) -> str:
-    """An HTML table of ``rows`` (dicts with the same keys); numbers in [0, 1] get a bar."""
-    if not rows:
-        return ""
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(v)}{' ' + _bar(v) if isinstance(v, float) and 0 <= v <= 1 else ''}</td>"
-                         for v in row.values()) + "</tr>"
-        for row in rows)
-    return f"<table id={table_id}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _curve(points: list[tuple[float, float]], title: str) -> str:
@@ -156,16 +128,26 @@ def render(run_dir: Path) -> str:
                          f"trajectory: {dimension} per step (sampled items)")
     provenance = json.dumps(result.provenance, indent=1, sort_keys=True, default=str)
     overall = result.overall
+    attacked = attacking.read(run_dir)
+    attacks = "<p>no attacks run (<code>mmu-bench attack --run DIR</code> adds them)</p>"
+    if attacked:
+        failed = "".join(f"<li>failed: {html.escape(f)}</li>" for f in attacking.failures(attacked))
+        attacks = (f"<p>{html.escape(tables.ATTACKS_FOOTER)}</p>" + pages.dict_table(attacking.rows(attacked), "attacks")
+                   + (f"<ul>{failed}</ul>" if failed else ""))
     return TEMPLATE.format(
         title=html.escape(title),
-        overall=_fmt(overall),
-        dimensions=_table(tables.table_rows(result), "dimensions") + _table(tables.information_rows(result), "information"),
+        overall=pages.fmt(overall),
+        dimensions=pages.dict_table(tables.table_rows(result), "dimensions")
+        + pages.dict_table(tables.information_rows(result), "information"),
         curves=curves or "<p>no training curve recorded</p>",
+        attacks=attacks,
         config=html.escape(config),
         provenance=html.escape(provenance),
         note=html.escape(note),
-        rows=_script_json(rows),
-        images=_script_json(thumbs.get("images", {})),
+        rows=pages.script_json(rows),
+        images=pages.script_json(thumbs.get("images", {})),
+        style=pages.STYLE,
+        sort_script=pages.SORT_SCRIPT,
     )
 
 
@@ -178,23 +160,16 @@ def write(run_dir: Path) -> Path:
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mmu-bench: {title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
-table {{ border-collapse: collapse; font-size: 13px; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 6px; vertical-align: top; }}
-th {{ background: #f3f3f3; }}
-.bar {{ display: inline-block; width: 60px; height: 8px; background: #eee; }}
-.bar span {{ display: block; height: 8px; background: #2a6fdb; }}
-.ok {{ color: #17803d; }} .bad {{ color: #b42318; }}
+<style>{style}
 #filters label {{ margin-right: 1em; }}
 img.thumb {{ width: 48px; height: 48px; image-rendering: pixelated; }}
-figure {{ display: inline-block; margin: 0 1em 1em 0; }}
-pre {{ background: #f7f7f7; padding: .5em; max-height: 20em; overflow: auto; }}
 </style></head><body>
 <h1>{title}</h1>
 <p>Overall score: <b id=overall>{overall}</b></p>
 <h2>Dimensions</h2>
 {dimensions}
+<h2>Attacks</h2>
+{attacks}
 <h2>Training</h2>
 {curves}
 <details><summary>Configuration</summary><pre>{config}</pre></details>
@@ -263,5 +238,6 @@ pre {{ background: #f7f7f7; padding: .5em; max-height: 20em; overflow: auto; }}
   draw();
 }})();
 </script>
+<script>{sort_script}</script>
 </body></html>
 """

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import attacking, distributed, registry, report, results, saliency, scoring, tables, trajectory
+from . import attacking, distributed, registry, report, results, saliency, scoring, tables, tracking, trajectory
 from . import protocol as protocols
 from .config import RunConfig, load_yaml, method_config
 from .context import EncodedSet, MethodData, UnlearningContext
@@ -240,6 +240,16 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
     config.validate()
     resolved, method_cfg, info = method_info(config)
     planned = plan_attacks(config)
+    trackers = tracking.start(config, info, run_key(config, info))  # --log-with; None when none
+    try:
+        return _unlearn(config, progress, started, resolved, method_cfg, info, planned, trackers)
+    except BaseException:
+        tracking.abort(trackers)
+        raise
+
+
+def _unlearn(config: RunConfig, progress: bool, started: float, resolved: registry.Resolved, method_cfg, info: dict,
+             planned: list[attacking.Planned], trackers: tracking.Trackers | None) -> Path | None:
     session = open_session(config, progress)
     benchmark, provider, device = session.benchmark, session.provider, session.device
     acc = distributed.accelerator()
@@ -268,6 +278,8 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
     recorder = trajectory.Recorder(session, config.trajectory, config.trajectory_sample, acc) if config.trajectory else None
     if recorder is not None:
         ctx.on_step = lambda step, total: recorder.step_done(ctx.unwrapped_model, vanilla.processor, step, total)
+    if trackers is not None:  # every entry of the history (training.log) also goes to the trackers
+        ctx.log = trackers.watch(ctx.log)
     seed_everything(config.seed)
     train_started = time.time()
     method.setup(ctx)
@@ -283,7 +295,8 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
                 "seconds": round(time.time() - train_started, 2),
                 "log": [{k: h[k] for k in ("step", "loss", "lr") if k in h} for h in ctx.history if "loss" in h]}
     try:
-        return finish(session, ctx.unwrapped_model, vanilla.processor, info, training, started, planned, recorder)
+        return finish(session, ctx.unwrapped_model, vanilla.processor, info, training, started, planned, recorder,
+                      trackers)
     finally:
         distributed.release(acc)
 
@@ -308,6 +321,7 @@ def evaluate_checkpoint(config: RunConfig, checkpoint: str, name: str, progress:
     can join a leaderboard under ``name``."""
     started = time.time()
     config.validate()
+    tracking.require(config.log_with)  # a tracker's package missing: fail before any work
     path = Path(checkpoint)
     if not path.is_dir():
         raise MMUBenchError(f"--checkpoint {checkpoint}: no such folder")
@@ -317,7 +331,13 @@ def evaluate_checkpoint(config: RunConfig, checkpoint: str, name: str, progress:
     info = {"name": name, "spec": f"{CHECKPOINT}{path.resolve()}", "version": "", "origin": f"checkpoint {path.resolve()}",
             "source_file": str(path.resolve()), "source_sha256": folder_sha256(path), "config": {}}
     training = {"steps": 0, "first_loss": None, "last_loss": None, "method_report": {}, "seconds": 0.0}
-    return finish(session, loaded.model.to(session.device), loaded.processor, info, training, started, planned)
+    trackers = tracking.start(config, info, run_key(config, info))  # --log-with: the configuration and scores
+    try:
+        return finish(session, loaded.model.to(session.device), loaded.processor, info, training, started, planned,
+                      trackers=trackers)
+    except BaseException:
+        tracking.abort(trackers)
+        raise
 
 
 def folder_sha256(path: Path) -> str:
@@ -330,7 +350,8 @@ def folder_sha256(path: Path) -> str:
 
 
 def finish(session: Session, model, processor, info: dict, training: dict, started: float,
-           planned: list[attacking.Planned] = (), recorder: trajectory.Recorder | None = None) -> Path | None:
+           planned: list[attacking.Planned] = (), recorder: trajectory.Recorder | None = None,
+           trackers: tracking.Trackers | None = None) -> Path | None:
     config = session.config
     acc = distributed.accelerator()
     records = evaluate(model, processor, session.benchmark.eval, session.tasks, session.settings, acc)
@@ -345,6 +366,8 @@ def finish(session: Session, model, processor, info: dict, training: dict, start
     if recorder is not None:
         result.trade_off = recorder.summary()
     result.provenance["wall_seconds"] = round(time.time() - started, 2)
+    if trackers is not None:
+        result.provenance["trackers"] = trackers.where
     if acc is not None:
         result.provenance["processes"] = acc.num_processes
     attacks = None
@@ -354,8 +377,11 @@ def finish(session: Session, model, processor, info: dict, training: dict, start
     weights = (model, processor) if keep_weights(config.save_model, model, info) else None
     samples = report.with_vanilla(records, session.refs.get("vanilla"))
     thumbs = report.thumbnails(session.benchmark.eval, records)
-    return write_run(config, result, samples, attacks, weights, recorder.to_jsonl() if recorder is not None else None,
-                     thumbs)
+    folder = write_run(config, result, samples, attacks, weights, recorder.to_jsonl() if recorder is not None else None,
+                       thumbs)
+    if trackers is not None:  # after the folder is written: a tracker failing here loses nothing
+        trackers.end(result, training["steps"])
+    return folder
 
 
 SMALL_MODEL = 100_000_000  # parameters: ``save_model: auto`` keeps weights up to this size (400 MB in fp32)
@@ -484,7 +510,7 @@ def attack_folder(run_dir: str, specs: list[str], attack_args: dict, progress: b
     """Run attacks on a finished run folder without unlearning again: its unlearned model comes
     from ``model/`` (or the checkpoint an ``eval`` run scored). attacks.json gains their numbers
     (replaced atomically, earlier attacks kept) and table.md is rebuilt; results.json is never
-    touched. Returns the folder and the merged attacks report."""
+    touched; report.html is rebuilt. Returns the folder and the merged attacks report."""
     folder = results.run_folder(run_dir, "--run ")
     result = results.read(folder / "results.json")
     saved = load_yaml(folder / "config.yaml")
@@ -493,15 +519,16 @@ def attack_folder(run_dir: str, specs: list[str], attack_args: dict, progress: b
     planned = plan_attacks(config)
     session = open_session(config, progress)
     loaded = load_unlearned(folder, result, session)
-    report = attacking.run_suite(session, loaded.model.to(session.device), loaded.processor, [], result.seed, planned,
+    attacked = attacking.run_suite(session, loaded.model.to(session.device), loaded.processor, [], result.seed, planned,
                                  progress)
     recorded = result.dimensions.get(results.UNLEARNED, {}).get(attacking.ATTACKED_DIMENSION)
-    if recorded is not None and abs(report["score_before"] - recorded) > 1e-6:
-        report["note"] = (f"the loaded model scores {report['score_before']:.4f} on {report['task']} where results.json "
+    if recorded is not None and abs(attacked["score_before"] - recorded) > 1e-6:
+        attacked["note"] = (f"the loaded model scores {attacked['score_before']:.4f} on {attacked['task']} where results.json "
                           f"says {recorded:.4f} (another machine or library version?)")
-    merged = attacking.merge(attacking.read(folder), report)
+    merged = attacking.merge(attacking.read(folder), attacked)
     atomic_write_json(folder / attacking.ATTACKS_FILE, merged)
     atomic_write_text(folder / "table.md", tables.write_markdown(result, merged))
+    report.write(folder)
     return folder, merged
 
 

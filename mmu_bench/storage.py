@@ -39,11 +39,18 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; a shared results folder needs the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path: Path, obj) -> None:
@@ -62,6 +69,7 @@ def staging_dir(final: Path):
         yield tmp
         if final.exists():
             raise FileExistsError(f"{final} already exists")
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

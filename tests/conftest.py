@@ -9,3 +9,16 @@ def _isolated_home(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MMU_BENCH_HOME", str(home))
         yield home
+
+
+@pytest.fixture(scope="session")
+def report_run(tmp_path_factory):
+    """A small GA run with a trajectory, whose report.html the report and browser tests read
+    (they change copies only)."""
+    from mmu_bench.cli import main
+    from small import SMALL
+
+    out = tmp_path_factory.mktemp("report-runs")
+    assert main(["run", "--method", "ga", "--method-arg", "steps=3", *SMALL, "--trajectory", "2",
+                 "--output-dir", str(out)]) == 0
+    return next(out.rglob("results.json")).parent

@@ -266,6 +266,9 @@ def test_run_with_attacks_writes_their_numbers_beside_the_results(attacked_run):
     table = (folder / "table.md").read_text()
     assert "Does forgetting survive an adversary?" in table and "relearn_recovery_excess_other" in table
     assert (folder / "model" / "model.safetensors").exists()  # what `attack --run` loads
+    page = (folder / "report.html").read_text()  # the report's attack table: a row per attack and column
+    assert page.count("<tr>", page.index("id=attacks>"), page.index("</table>", page.index("id=attacks>"))) == 1 + sum(
+        len(entry["columns"]) for entry in report["attacks"].values())
 
 
 def test_attack_on_a_run_folder_adds_a_plugin_from_a_file_and_keeps_results(attacked_run, tmp_path):
@@ -283,12 +286,14 @@ def test_attack_on_a_run_folder_adds_a_plugin_from_a_file_and_keeps_results(atta
     assert grey["origin"] == f"file {path}" and 0.0 <= grey["unlearned"]["attack_success_grey"] <= 1.0
     assert report["score_before"] == pytest.approx(old["score_before"])  # the saved model is the run's
     assert "attack_success_grey" in (folder / "table.md").read_text()
+    assert "attack_success_grey" in (folder / "report.html").read_text()  # the report is rebuilt with it
     assert {name: (folder / name).read_bytes() for name in before} == before
 
 
 def test_a_failing_attack_is_reported_and_leaves_the_run_intact(attacked_run, tmp_path, capsys):
     _, folder = attacked_run
-    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name not in ("attacks.json", "table.md")}
+    before = {p.name: p.read_bytes() for p in folder.iterdir()
+              if p.is_file() and p.name not in ("attacks.json", "table.md", "report.html")}
     old = json.loads((folder / "attacks.json").read_text())
     path = tmp_path / "boom.py"
     path.write_text(FAILING)

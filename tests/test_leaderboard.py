@@ -221,3 +221,28 @@ def test_matched_forgetting_is_averaged_over_the_seeds_that_reached_it(tmp_path)
     md = (tmp_path / "lb" / "mmu-synth__tiny-llava.md").read_text()
     line = next(x for x in md.split("### Normalised forgetting 0.5")[1].splitlines() if x.startswith("| ga |"))
     assert "| 2/3 |" in line and "0.700 ± 0.141" in line
+
+
+def test_the_page_holds_every_board_row_escaped_with_links_to_the_reports_present(tmp_path):
+    import re
+
+    runs = tmp_path / "runs"
+    with_report = write(runs, fake_result(seed=0))
+    write(runs, fake_result(seed=1, forget=0.6))
+    write(runs, fake_result(method="npo", seed=0, forget=0.3, config={"note": "<script>alert(1)</script>"}))
+    write(runs, fake_result(method="npo", seed=1, forget=0.3, config={"note": "plain"}))
+    (with_report / "report.html").write_text("<p>a run's report</p>")
+    leaderboard.build([str(runs)], str(runs / "boards"), with_plot=False)
+    page = (runs / "boards" / "index.html").read_text()
+    rows = read_csv(runs / "boards" / "mmu-synth__tiny-llava.csv")
+    main_table = re.search(r'<table class="sortable" id=mmu-synth__tiny-llava-0>(.*?)</table>', page, re.S).group(1)
+    assert main_table.count("<tr") == len(rows) + 1  # the header and one row per CSV row
+    assert main_table.count('<tr class="reference">') == sum(r["kind"] == "reference" for r in rows) == 2
+    links = re.findall(r'<a href="([^"]+)">seed (\d+)</a>', page)
+    assert links == [(f"../mmu-synth/tiny-llava/ga/{with_report.name}/report.html", "0")]  # seed 1 has no report
+    assert (runs / "boards" / links[0][0]).resolve() == (with_report / "report.html").resolve()
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(runs, moved)
+    leaderboard.build([str(moved)], str(moved / "boards"), with_plot=False)
+    assert (moved / "boards" / "index.html").read_text() == page  # relative links: the same page where it was copied

@@ -8,7 +8,6 @@ import shutil
 import pytest
 
 from mmu_bench.cli import main
-from small import SMALL
 
 HOSTILE = '</script><script>alert(1)</script><img src=x onerror="alert(2)"> & <!--'
 
@@ -17,12 +16,9 @@ def embedded(page: str, name: str):
     return json.loads(re.search(rf'<script type="application/json" id={name}>(.*?)</script>', page, re.S).group(1))
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report-runs")
-    assert main(["run", "--method", "ga", "--method-arg", "steps=3", *SMALL, "--trajectory", "2",
-                 "--output-dir", str(out)]) == 0
-    return next(out.rglob("results.json")).parent
+@pytest.fixture
+def run_dir(report_run):
+    return report_run
 
 
 def test_every_run_folder_has_a_report_of_every_scored_item(run_dir):
@@ -62,7 +58,7 @@ def test_sample_text_is_escaped_and_runs_nothing(run_dir, tmp_path):
     assert main(["report", str(copy)]) == 0
     page = (copy / "report.html").read_text()
     assert "<script>alert(1)" not in page and "<img src=x" not in page and "<!--" not in page
-    assert page.count("</script>") == 3  # the two data blocks and the page's own script
+    assert page.count("</script>") == 4  # the two data blocks and the page's own two scripts
     row = embedded(page, "rows-data")[0]
     assert row["output"] == HOSTILE and row["prompt"] == HOSTILE  # shown as this text
 

@@ -40,3 +40,22 @@ def test_staging_dir_never_replaces_an_existing_folder(tmp_path):
             (tmp / "results.json").write_text("new")
     assert (final / "results.json").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_atomic_writes_and_run_folders_get_the_mode_the_umask_gives_not_owner_only(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "shared.json", "{}")
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "private.json", "{}")
+        os.umask(0o022)
+        with staging_dir(tmp_path / "run"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "shared.json").stat().st_mode) == 0o644  # readable by a group on a shared disk
+    assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o755  # a run folder too
