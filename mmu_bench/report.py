@@ -20,7 +20,7 @@ import json
 import random
 from pathlib import Path
 
-from . import attacking, pages, results, tables
+from . import attacking, pages, results, tables, trajectory
 from .storage import atomic_write_text
 
 REPORT_FILE = "report.html"
@@ -121,9 +121,9 @@ def render(run_dir: Path) -> str:
              f"(forget {result.benchmark.get('forget_ratio', '?')}%, seed {result.seed})")
     log = result.training.get("log") or []
     curves = _curve([(h["step"], h["loss"]) for h in log if "step" in h and "loss" in h], "training loss per step")
-    trajectory = _read_jsonl(run_dir / "trajectory.jsonl")
-    for dimension in sorted({d for p in trajectory for d in p.get("dimensions", {})}):
-        curves += _curve([(p["step"], p["dimensions"][dimension]) for p in trajectory
+    points = trajectory.read(run_dir)
+    for dimension in sorted({d for p in points for d in p.get("dimensions", {})}):
+        curves += _curve([(p["step"], p["dimensions"][dimension]) for p in points
                           if isinstance(p.get("dimensions", {}).get(dimension), (int, float))],
                          f"trajectory: {dimension} per step (sampled items)")
     provenance = json.dumps(result.provenance, indent=1, sort_keys=True, default=str)
