@@ -33,6 +33,10 @@ _FLAGS = {
     "protocol": ("--protocol", "evaluation protocol: auto (the benchmark's own: MLLMU-Bench's and CLEAR's as their "
                                "code runs them, the harness's on MMU-Synth), harness, mllmu, clear, or a protocol "
                                "YAML file (README, \"Fidelity\")"),
+    "utility_limit": ("--utility-limit", "score at most this many items of each --utility-suite task (a seeded "
+                                         "sample, the same for every model; default: all)"),
+    "utility_tasks": ("--utility-tasks", "a folder of lmms-eval task YAMLs of one's own, for --utility-suite "
+                                         "(lmms-eval's include_path; README, \"Utility suites\")"),
     "save_model": ("--save-model", "keep the unlearned weights in the run folder's model/ (what `mmu-bench attack "
                                    "--run` loads): auto (a LoRA adapter or a model under 100M parameters), yes or no"),
 }
@@ -61,6 +65,12 @@ def _add_run_options(parser: argparse.ArgumentParser, with_method: bool) -> None
     parser.add_argument("--measure", dest="measures", action="append", default=None, metavar="MEASURE",
                         help="a measure every task also reports: a registered name, package.module:Class or "
                              "path/to/file.py:Class (repeatable)")
+    parser.add_argument("--utility-suite", default=None, metavar="TASKS",
+                        help="also score general utility on these lmms-eval tasks, comma-separated, e.g. pope,mme "
+                             "(pip install -e \".[utility]\"; README, \"Utility suites\")")
+    parser.add_argument("--utility-in-overall", action="store_true", default=None,
+                        help="the --utility-suite tasks join the general-utility dimension and so the overall "
+                             "score (default: reported beside it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_attack_options(parser)
 
@@ -110,11 +120,15 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         values["log_with"] = list(args.log_with)
     if getattr(args, "tasks", None):
         values["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if getattr(args, "utility_suite", None):
+        values["utility_suite"] = [t.strip() for t in args.utility_suite.split(",") if t.strip()]
+    if getattr(args, "utility_in_overall", None):
+        values["utility_in_overall"] = True
     if getattr(args, "measures", None):
         values["measures"] = [*values.get("measures", []), *(m for m in args.measures if m not in values.get("measures", []))]
     for name, value in list(values.items()):
         if name in hints and name not in ("method_args", "benchmark_args", "model_args", "attack_args", "protocol_args",
-                                          "tasks",
+                                          "tasks", "utility_suite",
                                           "measures", "attacks"):
             values[name] = coerce(value, hints[name], f"option {name!r}")
     if "forget_ratio" in values and float(values["forget_ratio"]).is_integer():
@@ -188,6 +202,9 @@ def cmd_sweep(args) -> int:
     from .tracking import require
 
     require(base.log_with)  # a tracker's package missing: fail before the grid starts
+    from .runner import require_suites
+
+    require_suites(base)  # --utility-suite without lmms-eval: likewise
     scoped = dict(parse_assignment(a, "--method-arg") for a in args.method_args or [])
     methods = _list_of(args.methods, str, "--methods")
     seeds = _list_of(args.seeds, int, "--seeds")

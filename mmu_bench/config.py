@@ -41,9 +41,18 @@ class RunConfig:
     trajectory_sample: int = 24  # ... on this many items per task and format (a seeded sample)
     # experiment trackers that follow the run (mmu_bench.tracking): tensorboard, wandb, mlflow; not in the run key
     log_with: list[str] = field(default_factory=list)
+    # general utility on lmms-eval's suites (mmu_bench.suites): its task names, items per task (a
+    # seeded sample), whether they join the general-utility dimension (and so the overall score),
+    # a folder of one's own lmms-eval task YAMLs
+    utility_suite: list[str] = field(default_factory=list)
+    utility_limit: int | None = None
+    utility_in_overall: bool = False
+    utility_tasks: str | None = None
 
     def __post_init__(self) -> None:
         self.log_with = tracking.names(self.log_with)  # also "tensorboard,wandb" (YAML, a command line)
+        if isinstance(self.utility_suite, str):  # "pope,mme" in a YAML file
+            self.utility_suite = [t.strip() for t in self.utility_suite.split(",") if t.strip()]
 
     def validate(self) -> None:
         """Checks that need no data or model: run before any work is done."""
@@ -67,6 +76,12 @@ class RunConfig:
             raise MMUBenchError(f"attack argument(s) {', '.join(map(str, bad))}: write ATTACK.OPTION=VALUE, "
                                 "e.g. relearn.steps=20")
         tracking.check_names(self.log_with)
+        if not self.utility_suite and (self.utility_limit is not None or self.utility_in_overall or self.utility_tasks):
+            raise MMUBenchError("--utility-limit, --utility-in-overall and --utility-tasks need --utility-suite TASKS")
+        if self.utility_limit is not None and self.utility_limit < 1:
+            raise MMUBenchError(f"utility limit must be at least 1 item per task, got {self.utility_limit}")
+        if self.utility_tasks and not Path(self.utility_tasks).is_dir():
+            raise MMUBenchError(f"--utility-tasks {self.utility_tasks}: no such folder")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

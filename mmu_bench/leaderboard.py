@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import attacking, results, stats, trajectory
+from . import attacking, results, stats, suites, tables, trajectory
 from .errors import MMUBenchError
 from .names import safe_name
 from .results import UNLEARNED, RunResult
@@ -108,6 +108,10 @@ def _flatten(result: RunResult, model: str) -> dict:
     for task, per_measure in result.scores[model].items():
         for measure, value in per_measure.items():
             flat[f"{task}/{measure}"] = value.mean
+    for task, info in result.tasks.items():
+        if info.suite and task in result.scores[model]:  # utility-suite tasks: their score and x / vanilla
+            flat[f"{task}/score"] = results.task_score(result.scores[model][task], info.score)
+            flat[f"{task}/normalised"] = tables.suite_normalised(result, task, model)
     if model == UNLEARNED and result.trade_off:
         flat.update(_trade_off_numbers(result.trade_off))
     return flat
@@ -406,6 +410,14 @@ ATTACKS = (("relearn_recovery_excess_other", "relearn: other half, excess"),
            ("quant_recovery", "quantised: recovery"))
 
 
+def suite_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """(flat key, header) of the utility-suite tasks' scores and normalised scores, where runs have them."""
+    names = sorted({k[: -len("/score_mean")] for r in rows for k in r
+                    if k.startswith(suites.PREFIX) and k.endswith("/score_mean")})
+    return [(f"{n}/{part}", f"{n[len(suites.PREFIX):]}{suffix}") for n in names
+            for part, suffix in (("score", ""), ("normalised", " (÷ vanilla)"))]
+
+
 def attack_columns(rows: list[dict]) -> list[tuple[str, str]]:
     return [(ATTACK_PREFIX + key, label) for key, label in ATTACKS
             if any(f"{ATTACK_PREFIX}{key}_mean" in r for r in rows)]
@@ -480,6 +492,13 @@ def sections(rows: list[dict], dims: list[Dimension], information: list[tuple[st
                            "after quantising the linear layers. The gold reference's row: its own numbers under the same "
                            "attacks (mean over seeds). See README, \"Attacks\".",
                            [Column(k, label, _pm_any) for k, label in attacked]))
+    suite = suite_columns(rows)
+    if suite:
+        out.append(Section("General utility suites",
+                           "lmms-eval tasks (`--utility-suite`): each task's score, the mean of its metrics where higher "
+                           "is better, and that score divided by the vanilla model's (clipped to 1). They join the "
+                           "general-utility dimension, and so the overall score, only in runs made with "
+                           "`--utility-in-overall` (README, \"Utility suites\").", [Column(k, label, _pm) for k, label in suite]))
     return out + _trade_off_sections(rows, dims)
 
 

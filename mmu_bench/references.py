@@ -8,6 +8,7 @@ cache key is computed from the provider's declared path of the model, never by l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,4 +76,28 @@ def reference_records(provider, benchmark, tasks: list[Task], settings: EvalSett
             integrity.sealed_json(path, entry)
             del loaded
         out[role] = Reference(role, str(provider.path(role, benchmark)), entry["recipe_hash"], entry["records"])
+    return out
+
+
+def cached_scores(provider, benchmark, kind: str, key: dict, score: Callable[[object, object], dict], device,
+                  roles: list[str] | None = None) -> dict[str, dict]:
+    """role -> ``score(model, processor)`` (a JSON-able dict) for each reference role, cached
+    like the records under ``kind`` and ``key`` (what the scores depend on besides the model):
+    e.g. the utility suites' scores (``mmu_bench.suites``)."""
+    out = {}
+    for role in roles if roles is not None else [r for r in provider.roles if benchmark.supports(r)]:
+        digest = json_digest({**key, "model": model_identity(provider, role, benchmark), "benchmark": benchmark.key()})
+        path = home() / "references" / provider.name / f"{role}-{kind}-{digest}.json"
+        entry = integrity.read_sealed(path, f"cached {kind} scores of the {role} model")
+        weights = _weights(provider, role, benchmark)
+        if entry is not None and weights is not None and entry.get("weights") not in (None, weights):
+            entry = None
+        if entry is None:
+            loaded = provider.load(role, benchmark)
+            loaded.model.to(device)
+            entry = {"role": role, "scores": score(loaded.model, loaded.processor),
+                     "weights": _weights(provider, role, benchmark)}
+            integrity.sealed_json(path, entry)
+            del loaded
+        out[role] = entry["scores"]
     return out

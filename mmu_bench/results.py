@@ -32,6 +32,7 @@ from .measure import GOLD_ROLES, Value
 
 SCHEMA_VERSION = 2
 UNLEARNED = "unlearned"
+OPTIONAL_TASK_FIELDS = {"suite": "", "joins": False}
 
 
 
@@ -52,6 +53,8 @@ class TaskInfo:
     order: int = 0
     label: str = ""
     options: dict[str, dict] = field(default_factory=dict)  # measure -> its options on this task
+    suite: str = ""  # the harness that scored it, for a utility-suite task ("lmms-eval"; mmu_bench.suites)
+    joins: bool = False  # a non-primary task that joins its dimension's score (--utility-in-overall)
 
     @property
     def dimension_label(self) -> str:
@@ -134,6 +137,10 @@ class RunResult:
     # -- I/O -----------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         out = asdict(self)
+        for task in out["tasks"].values():  # written only where set: other runs' files stay as they were
+            for key, default in OPTIONAL_TASK_FIELDS.items():
+                if task.get(key) == default:
+                    task.pop(key, None)
         out["scores"] = {m: {t: {k: v.to_dict() for k, v in per.items()} for t, per in tasks.items()}
                          for m, tasks in self.scores.items()}
         return json_safe(out)
@@ -208,10 +215,23 @@ def task_score(per_measure: dict[str, Value], score: list[str]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def dimension_scores(scores: dict[str, dict[str, Value]], tasks: dict[str, TaskInfo]) -> dict[str, float]:
-    """dimension -> score of its primary task."""
-    return {t.dimension: task_score(scores[name], t.score) for name, t in tasks.items()
-            if t.primary and name in scores}
+def dimension_scores(scores: dict[str, dict[str, Value]], tasks: dict[str, TaskInfo],
+                     vanilla: dict[str, dict[str, Value]] | None = None) -> dict[str, float]:
+    """dimension -> score of its primary task. Where tasks join a dimension (``joins``), its
+    score is instead the mean over its primary task and those tasks of each one's score
+    relative to the vanilla model's (``vanilla``: its scores; the vanilla model's is then 1)."""
+    out = {t.dimension: task_score(scores[name], t.score) for name, t in tasks.items()
+           if t.primary and name in scores}
+    joining = {t.dimension for t in tasks.values() if t.joins}
+    for dim in joining & set(out):
+        ratios = []
+        for name, t in tasks.items():
+            if t.dimension == dim and (t.primary or t.joins):
+                base = task_score(vanilla.get(name, {}), t.score) if vanilla else float("nan")
+                score = task_score(scores.get(name, {}), t.score)
+                ratios.append(score / base if base > 1e-9 else float("nan"))
+        out[dim] = sum(ratios) / len(ratios)
+    return out
 
 
 def normalisation(dims: dict[str, dict[str, float]], tasks: dict[str, TaskInfo],

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import attacking, distributed, registry, report, results, saliency, scoring, tables, tracking, trajectory
+from . import attacking, distributed, registry, report, results, saliency, scoring, suites, tables, tracking, trajectory
 from . import protocol as protocols
 from .config import RunConfig, load_yaml, method_config
 from .context import EncodedSet, MethodData, UnlearningContext
@@ -26,7 +26,7 @@ from .measure import Value
 from .models.provider import CachedProvider
 from .protocol import Protocol
 from .provenance import environment, git_state, package_versions
-from .references import Reference, reference_records
+from .references import Reference, cached_scores, reference_records
 from .storage import atomic_write_json, atomic_write_text, json_digest, staging_dir
 from .tasks import Task, default_prompts, load_tasks
 
@@ -220,6 +220,8 @@ def run_key(config: RunConfig, method: dict) -> str:
         blob["protocol"] = protocol.to_dict()
     if config.trajectory:
         blob["trajectory"] = [config.trajectory, config.trajectory_sample]
+    if config.utility_suite:  # only when given: the keys of earlier runs stay valid
+        blob["utility"] = {**utility_key(config), "in_overall": config.utility_in_overall}
     return json_digest(blob, 20)
 
 
@@ -240,6 +242,7 @@ def run(config: RunConfig, progress: bool = True) -> Path | None:
     config.validate()
     resolved, method_cfg, info = method_info(config)
     planned = plan_attacks(config)
+    require_suites(config)
     trackers = tracking.start(config, info, run_key(config, info))  # --log-with; None when none
     try:
         return _unlearn(config, progress, started, resolved, method_cfg, info, planned, trackers)
@@ -313,6 +316,40 @@ def plan_attacks(config: RunConfig) -> list[attacking.Planned]:
     return attacking.plan(config.attacks, config.benchmark, config.attack_args)
 
 
+def require_suites(config: RunConfig) -> None:
+    """--utility-suite: lmms-eval installed, one process; checked before any work."""
+    if not config.utility_suite:
+        return
+    if distributed.accelerator() is not None:
+        raise MMUBenchError("--utility-suite does not run under `accelerate launch`: run in a single process")
+    suites.require(config.utility_suite)
+
+
+def utility_key(config: RunConfig) -> dict:
+    """What the utility suites' scores depend on besides the model."""
+    return {"suite": list(config.utility_suite), "limit": config.utility_limit, "tasks": suites.folder_digest(
+        config.utility_tasks), "lmms_eval": suites.version()}
+
+
+def utility(session: Session, model, processor) -> dict[str, suites.SuiteScores] | None:
+    """The unlearned model's and the reference models' (cached) scores on the utility suites;
+    None without --utility-suite."""
+    config = session.config
+    if not config.utility_suite:
+        return None
+
+    def score(m, p) -> dict:
+        return suites.evaluate(m, p, config.utility_suite, config.utility_limit, session.settings.seed,
+                               config.utility_tasks, config.eval_batch_size).to_dict()
+
+    key = {**utility_key(config), "sample_seed": session.settings.seed}
+    refs = cached_scores(session.provider, session.benchmark, "utility", key, score, session.device,
+                         roles=list(session.refs))
+    found = {role: suites.SuiteScores.from_dict(v) for role, v in refs.items()}
+    found[results.UNLEARNED] = suites.SuiteScores.from_dict(score(model, processor))
+    return found
+
+
 CHECKPOINT = "checkpoint:"  # the method spec of a run scored with `eval --checkpoint`
 
 
@@ -322,6 +359,7 @@ def evaluate_checkpoint(config: RunConfig, checkpoint: str, name: str, progress:
     started = time.time()
     config.validate()
     tracking.require(config.log_with)  # a tracker's package missing: fail before any work
+    require_suites(config)
     path = Path(checkpoint)
     if not path.is_dir():
         raise MMUBenchError(f"--checkpoint {checkpoint}: no such folder")
@@ -359,7 +397,7 @@ def finish(session: Session, model, processor, info: dict, training: dict, start
         return None  # every process holds all the records; the main one writes them
     everyone = {results.UNLEARNED: records, **{role: ref.records for role, ref in session.refs.items()}}
     scores = scoring.score(everyone, session.tasks, session.measures, models=[results.UNLEARNED])
-    result = compose(session, info, scores[results.UNLEARNED], training, processor)
+    result = compose(session, info, scores[results.UNLEARNED], training, processor, utility(session, model, processor))
     result.run_key = run_key(config, info)
     primary = {t.name: list(t.score) for t in session.tasks if t.primary}
     result.clusters = trajectory.cluster_sums(records, primary)
@@ -401,13 +439,19 @@ def keep_weights(choice: str, model, info: dict) -> bool:
 
 
 def compose(session: Session, info: dict, unlearned: dict[str, dict[str, Value]], training: dict,
-            processor) -> results.RunResult:
+            processor, suite: dict[str, suites.SuiteScores] | None = None) -> results.RunResult:
     config, benchmark, refs = session.config, session.benchmark, session.refs
     # A task with no items on this benchmark (MLLMU-Bench has no never-trained people, MMU-Synth
     # no held-out text set) is left out of the results: it has nothing to show.
     tasks = scoring.task_infos([t for t in session.tasks if t.name in unlearned], session.measures)
     scores = {results.UNLEARNED: unlearned, **session.ref_scores}
-    dims = {who: results.dimension_scores(s, tasks) for who, s in scores.items()}
+    protocol = {}
+    if suite is not None:  # the utility suites' tasks join the results as general-utility tasks
+        tasks.update(suites.task_infos(suite[results.UNLEARNED], config.utility_in_overall))
+        scores = {who: {**per, **suite[who].scores} if who in suite else per for who, per in scores.items()}
+        protocol["utility_suite"] = {**utility_key(config), "sample_seed": session.settings.seed,
+                                     "joins_overall": config.utility_in_overall}
+    dims = {who: results.dimension_scores(s, tasks, scores.get("vanilla")) for who, s in scores.items()}
     chance = scoring.chance(unlearned, session.tasks, session.measures)
     spec = results.normalisation(dims, tasks, chance)
     normalised = results.normalise(dims[results.UNLEARNED], spec)
@@ -432,7 +476,7 @@ def compose(session: Session, info: dict, unlearned: dict[str, dict[str, Value]]
         training=training,
         protocol={**session.protocol.to_dict(),
                   "demonstrations": {t.name: sorted(t.exclude) for t in session.tasks if t.exclude},
-                  "over_budget": over_budget(benchmark.eval, session.tasks, processor.tokenizer)},
+                  "over_budget": over_budget(benchmark.eval, session.tasks, processor.tokenizer), **protocol},
         provenance={"git": git_state(), "packages": package_versions(), **environment(),
                     "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
     )

@@ -6,7 +6,7 @@ import csv
 import io
 import math
 
-from .results import UNLEARNED, RunResult, task_score
+from .results import UNLEARNED, Normalisation, RunResult, task_score
 
 
 def measure_columns(result: RunResult, table: str = "main") -> list[str]:
@@ -32,9 +32,19 @@ def table_rows(result: RunResult) -> list[dict]:
         for role in roles:
             ref = result.scores[role]
             row[role] = task_score(ref[name], task.score) if name in ref else float("nan")
-        row["normalised"] = result.normalised.get(task.dimension, float("nan")) if task.primary else float("nan")
+        row["normalised"] = (result.normalised.get(task.dimension, float("nan")) if task.primary
+                             else suite_normalised(result, name) if task.suite else float("nan"))
         rows.append(row)
     return rows
+
+
+def suite_normalised(result: RunResult, task: str, model: str = UNLEARNED) -> float:
+    """A utility-suite task's score against the vanilla model's (x / vanilla, clipped), as every
+    higher-is-better dimension is normalised."""
+    info = result.tasks[task]
+    score = task_score(result.scores[model].get(task, {}), info.score)
+    vanilla = task_score(result.scores.get("vanilla", {}).get(task, {}), info.score)
+    return Normalisation(True, vanilla).apply(score)
 
 
 def information_rows(result: RunResult) -> list[dict]:

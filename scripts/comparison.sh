@@ -6,16 +6,20 @@
 #  2. the same methods run longer and harder, the same budget for each (lr 2e-4, 120 forget
 #     steps, 16 trajectory points), so that they reach high forgetting where they can: the rows
 #     that answer "at equal forgetting, which method keeps the most?" (README, "At equal forgetting").
+#     MANU has no learning rate nor steps: its harder run is 16 rounds of pruning (iterations=16,
+#     one trajectory point each) at its tuned percentage.
 # Resumes: finished runs are skipped.
 set -euo pipefail
 runs="${1:-runs/comparison}"
-methods=ga,ga_diff,kl_min,npo,simnpo,idk,mmunlearner
+methods=ga,ga_diff,kl_min,npo,simnpo,idk,mmunlearner,undial,scrub,dpo,rmu,salun,task_vector,manu
 seeds=0,1,2,3,4
 mmu-bench sweep --methods "$methods" --seeds "$seeds" --forget-ratios 10 --attacks --output-dir "$runs" --quiet
 mmu-bench sweep --methods mmunlearner --method-arg mask=random --seeds "$seeds" --forget-ratios 10 --attacks \
   --output-dir "$runs" --quiet
 long=(--method-arg lr=2e-4 --method-arg steps=120 --trajectory 16 --seeds "$seeds" --forget-ratios 10
       --output-dir "$runs" --quiet)
-mmu-bench sweep --methods "$methods" "${long[@]}"
+mmu-bench sweep --methods "${methods%,manu}" "${long[@]}"
+mmu-bench sweep --methods manu --method-arg iterations=16 --trajectory 16 --seeds "$seeds" --forget-ratios 10 \
+  --output-dir "$runs" --quiet
 mmu-bench sweep --methods mmunlearner --method-arg mask=random "${long[@]}"
 mmu-bench leaderboard --runs "$runs" --output leaderboards
