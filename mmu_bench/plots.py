@@ -23,7 +23,9 @@ def plot(rows: list[dict], path: Path, title: str, dims: list[Dimension]) -> Non
     import matplotlib.pyplot as plt
 
     ratios = sorted({r["forget_ratio"] for r in rows})
-    fig, axes = plt.subplots(len(ratios), 1, figsize=(10, 3.2 * len(ratios) + 0.6), squeeze=False)
+    most = max(sum(r["forget_ratio"] == ratio for r in rows) for ratio in ratios)
+    # Wide enough for every row's bars; names slanted below them, so 30 rows stay readable.
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(max(10.0, 0.42 * most), 5.0 * len(ratios) + 0.6), squeeze=False)
     labels = [d.label + ("" if d.higher_is_better else " (lower is better)") for d in dims]
     for ax, ratio in zip(axes[:, 0], ratios):
         panel = [r for r in rows if r["forget_ratio"] == ratio]
@@ -36,8 +38,9 @@ def plot(rows: list[dict], path: Path, title: str, dims: list[Dimension]) -> Non
             xs = [i + (d - (len(dims) - 1) / 2) * width for i in range(len(panel))]
             ax.bar(xs, means, width, yerr=stds, color=COLOURS[d % len(COLOURS)], label=labels[d], capsize=2)
         ax.set_xticks(range(len(panel)))
-        ax.set_xticklabels([f"{r['method']}\n{r.get('variant') or r['config_hash']}" if r["kind"] == "method" else r["method"]
-                            for r in panel], fontsize=8)
+        ax.set_xticklabels([f"{r['method']} ({r.get('variant') or r['config_hash']})" if r["kind"] == "method"
+                            else r["method"] for r in panel], fontsize=8, rotation=40, ha="right",
+                           rotation_mode="anchor")
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("score")
         ax.set_title(f"forget {ratio:g}%", fontsize=10)
