@@ -50,31 +50,43 @@ def _weights(provider, role: str, benchmark) -> str | None:
     return provider.weights_digest(role, benchmark) if hasattr(provider, "weights_digest") else None
 
 
+def _cached_entry(provider, role: str, benchmark, path: Path, what: str, device,
+                  make: Callable[[object], dict], shipped_name: str | None = None) -> dict:
+    """``role``'s cached entry at ``path``, else the shipped one (``shipped_name``), else
+    ``make(loaded model)`` once, sealed. A harness-trained model's entries are its weights'
+    (None: an outside model, or one not trained yet): entries of other weights (a retrained
+    model) are made again."""
+    entry = integrity.read_sealed(path, what)
+    weights = _weights(provider, role, benchmark)
+    if entry is not None and weights is not None and entry.get("weights") not in (None, weights):
+        entry = None
+    if entry is None and weights is not None and shipped_name is not None:
+        entry = shipped.records(provider.name, shipped_name, weights)
+        if entry is not None:
+            integrity.sealed_json(path, entry)
+    if entry is None:
+        loaded = provider.load(role, benchmark)
+        loaded.model.to(device)
+        entry = {**make(loaded), "weights": _weights(provider, role, benchmark)}  # known now that it is trained
+        integrity.sealed_json(path, entry)
+        del loaded
+    return entry
+
+
 def reference_records(provider, benchmark, tasks: list[Task], settings: EvalSettings, device) -> dict[str, Reference]:
     """Every reference role of ``provider`` that ``benchmark`` supports: its records on
     ``tasks``, from the cache, or by loading (training, if need be) and evaluating the model once."""
     out = {}
     for role in (r for r in provider.roles if benchmark.supports(r)):
         path = cache_path(provider, role, benchmark, tasks, settings)
-        entry = integrity.read_sealed(path, f"cached records of the {role} model")
-        # A harness-trained model's records are its weights' (None: an outside model, or one
-        # not trained yet): records of other weights (a retrained model) are made again.
-        weights = _weights(provider, role, benchmark)
-        if entry is not None and weights is not None and entry.get("weights") not in (None, weights):
-            entry = None
-        if entry is None and weights is not None:
-            entry = shipped.records(provider.name, path.name, weights)
-            if entry is not None:
-                integrity.sealed_json(path, entry)
-        if entry is None:
-            loaded = provider.load(role, benchmark)
-            loaded.model.to(device)
-            records = evaluate(loaded.model, loaded.processor, benchmark.eval, tasks, settings)
-            entry = {"role": role, "model_path": model_identity(provider, role, benchmark),
-                     "recipe_hash": loaded.recipe_hash, "records": records, "records_version": RECORDS_VERSION,
-                     "weights": _weights(provider, role, benchmark)}  # known now that it is trained
-            integrity.sealed_json(path, entry)
-            del loaded
+
+        def make(loaded, role=role) -> dict:
+            return {"role": role, "model_path": model_identity(provider, role, benchmark),
+                    "recipe_hash": loaded.recipe_hash, "records_version": RECORDS_VERSION,
+                    "records": evaluate(loaded.model, loaded.processor, benchmark.eval, tasks, settings)}
+
+        entry = _cached_entry(provider, role, benchmark, path, f"cached records of the {role} model", device, make,
+                              shipped_name=path.name)
         out[role] = Reference(role, str(provider.path(role, benchmark)), entry["recipe_hash"], entry["records"])
     return out
 
@@ -88,16 +100,7 @@ def cached_scores(provider, benchmark, kind: str, key: dict, score: Callable[[ob
     for role in roles if roles is not None else [r for r in provider.roles if benchmark.supports(r)]:
         digest = json_digest({**key, "model": model_identity(provider, role, benchmark), "benchmark": benchmark.key()})
         path = home() / "references" / provider.name / f"{role}-{kind}-{digest}.json"
-        entry = integrity.read_sealed(path, f"cached {kind} scores of the {role} model")
-        weights = _weights(provider, role, benchmark)
-        if entry is not None and weights is not None and entry.get("weights") not in (None, weights):
-            entry = None
-        if entry is None:
-            loaded = provider.load(role, benchmark)
-            loaded.model.to(device)
-            entry = {"role": role, "scores": score(loaded.model, loaded.processor),
-                     "weights": _weights(provider, role, benchmark)}
-            integrity.sealed_json(path, entry)
-            del loaded
+        entry = _cached_entry(provider, role, benchmark, path, f"cached {kind} scores of the {role} model", device,
+                              lambda loaded, role=role: {"role": role, "scores": score(loaded.model, loaded.processor)})
         out[role] = entry["scores"]
     return out

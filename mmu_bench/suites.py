@@ -18,6 +18,7 @@ model and run of a seed), drawn here; lmms-eval's own ``limit`` takes the first 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -48,9 +49,11 @@ def version() -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=8)
 def folder_digest(folder: str | None) -> str | None:
     """A digest of a folder of task files (their names and bytes): cached scores of other tasks
-    are not reused."""
+    are not reused. Once per folder and process: a run asks for it for its key, the cache key
+    and the results, and the folder may hold a suite's data."""
     if not folder:
         return None
     digest = hashlib.sha256()
