@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from mmu_bench.attack import AnyOf, Attack, AttackConfig, rate, right
+from mmu_bench.api.attack import AnyOf, Attack, AttackConfig, rate, right
 
 VARIANTS = ("noise", "brightness", "contrast", "rescale", "crop", "blur", "occlusion")
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mmu_bench.attack import Attack, AttackConfig, recovery
-from mmu_bench.errors import MMUBenchError
+from mmu_bench.api.attack import Attack, AttackConfig, recovery
+from mmu_bench.core.errors import MMUBenchError
 
 SCHEMES = ("auto", "int8_dynamic", "nf4", "rtn")
 

@@ -17,7 +17,7 @@ Defaults are the reference setting for 7B models (lr 2e-5, one epoch, batch 4);
 import math
 from dataclasses import dataclass
 
-from mmu_bench.attack import Attack, AttackConfig, number, of_entities, recovery
+from mmu_bench.api.attack import Attack, AttackConfig, number, of_entities, recovery
 
 
 @dataclass

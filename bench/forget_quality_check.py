@@ -27,9 +27,9 @@ from mmu_bench.measures.mia import ATTACKS, auc
 from scipy.stats import ks_2samp
 
 from mmu_bench.data import synth
-from mmu_bench.evaluation import EvalSettings, evaluate
+from mmu_bench.harness.evaluate import EvalSettings, evaluate
 from mmu_bench.models.tiny import TinyLlavaProvider
-from mmu_bench.tasks import load_tasks
+from mmu_bench.spec.tasks import load_tasks
 
 
 def main() -> None:

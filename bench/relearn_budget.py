@@ -16,9 +16,10 @@ from pathlib import Path
 
 from mmu_bench.attacks.relearn import Relearn, RelearnConfig
 
-from mmu_bench import attacking, results
-from mmu_bench.config import RunConfig
-from mmu_bench.runner import load_unlearned, open_session
+from mmu_bench.harness import attacks as attacking
+from mmu_bench.harness.run import load_unlearned, open_session
+from mmu_bench.runs import results
+from mmu_bench.spec.config import RunConfig
 
 LRS = "2e-5,3e-5,5e-5,1e-4,2e-4"  # each for one epoch (batch 4)
 

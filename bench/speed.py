@@ -42,10 +42,10 @@ def main() -> None:
     print(f"run --method npo (after prepare):                               {t:7.1f} s  (target 60 s: {t / 60:.2f}x)")
 
     # Batched against one-at-a-time evaluation of the same items with the vanilla model.
-    from mmu_bench.config import RunConfig
-    from mmu_bench.evaluation import EvalSettings, evaluate
-    from mmu_bench.runner import load_benchmark, make_provider
-    from mmu_bench.tasks import load_tasks
+    from mmu_bench.harness.evaluate import EvalSettings, evaluate
+    from mmu_bench.harness.run import load_benchmark, make_provider
+    from mmu_bench.spec.config import RunConfig
+    from mmu_bench.spec.tasks import load_tasks
 
     config = RunConfig()
     benchmark = load_benchmark(config)

@@ -1,7 +1,7 @@
 """Cloze accuracy, as MLLMU-Bench scores it."""
 
-from mmu_bench.measure import ItemMeasure
-from mmu_bench.metrics import cloze_correct
+from mmu_bench.api.measure import ItemMeasure
+from mmu_bench.api.metrics import cloze_correct
 
 
 class ClozeAccuracy(ItemMeasure):

@@ -15,8 +15,8 @@ import math
 
 from scipy.stats import ks_2samp
 
-from mmu_bench.data.schema import LETTERS
-from mmu_bench.measure import ItemMeasure, Measure, NotApplicable, Value
+from mmu_bench.api.measure import ItemMeasure, Measure, NotApplicable, Value
+from mmu_bench.api.schema import LETTERS
 
 
 def truth_ratio(option_logprobs: list[float], correct: int) -> float:

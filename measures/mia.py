@@ -27,9 +27,9 @@ import zlib
 
 from scipy.stats import mannwhitneyu
 
-from mmu_bench.data.schema import LETTERS
-from mmu_bench.errors import MMUBenchError
-from mmu_bench.measure import Measure, NotApplicable, Value
+from mmu_bench.api.measure import Measure, NotApplicable, Value
+from mmu_bench.api.schema import LETTERS
+from mmu_bench.core.errors import MMUBenchError
 
 MIN_K = 0.4  # open-unlearning's TOFU setting
 

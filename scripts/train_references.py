@@ -36,11 +36,11 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["MMU_BENCH_HOME"] = args.home or tempfile.mkdtemp(prefix="mmu-references-")
 
-    from mmu_bench import shipped
     from mmu_bench.cli import quiet_libraries
-    from mmu_bench.config import RunConfig
-    from mmu_bench.runner import prepare
-    from mmu_bench.storage import home
+    from mmu_bench.core import shipped
+    from mmu_bench.core.storage import home
+    from mmu_bench.harness.run import prepare
+    from mmu_bench.spec.config import RunConfig
 
     quiet_libraries()
     started = time.time()

@@ -20,9 +20,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mmu_bench import results
-from mmu_bench.config import RunConfig
-from mmu_bench.sweep import grid, sweep
+from mmu_bench.harness.sweep import grid, sweep
+from mmu_bench.runs import results
+from mmu_bench.spec.config import RunConfig
 
 METHODS = ("ga,ga_diff,kl_min,npo,simnpo,idk,mmunlearner,mmunlearner_random,"
            "undial,scrub,dpo,rmu,salun,task_vector,manu")

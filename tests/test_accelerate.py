@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmu_bench.api.context import EncodedSet
 from mmu_bench.cli import main
-from mmu_bench.context import EncodedSet
-from mmu_bench.distributed import deal
+from mmu_bench.harness.distributed import deal
 from small import SMALL
 
 GA = ["--method", "ga", "--method-arg", "steps=4", "--method-arg", "batch_size=8", "--method-arg", "lr=3e-4"]
@@ -203,5 +203,5 @@ def test_evaluation_items_are_dealt_round_robin_in_equal_shares():
 
 
 def test_a_single_process_run_does_not_import_accelerate():
-    code = "import sys, mmu_bench.cli, mmu_bench.runner; assert 'accelerate' not in sys.modules"
+    code = "import sys, mmu_bench.cli, mmu_bench.harness.run; assert 'accelerate' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from mmu_bench import registry
+from mmu_bench.api.schema import LETTERS, SchemaError, validate_row
 from mmu_bench.data import clear, mllmu
-from mmu_bench.data.schema import LETTERS, SchemaError, validate_row
-from mmu_bench.tasks import load_tasks
+from mmu_bench.spec import registry
+from mmu_bench.spec.tasks import load_tasks
 from real_fixtures import (
     CELEBRITIES,
     CLEAR_FORGET,

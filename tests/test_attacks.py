@@ -14,11 +14,12 @@ from mmu_bench.attacks.quantise import int8_dynamic
 from mmu_bench.attacks.relearn import Relearn
 from PIL import Image
 
-from mmu_bench import attacking, hparams
-from mmu_bench.attack import Target, recovery, right
+from mmu_bench.api.attack import Target, recovery, right
 from mmu_bench.cli import main
-from mmu_bench.errors import MMUBenchError
-from mmu_bench.tasks import load_tasks
+from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.harness import attacks as attacking
+from mmu_bench.spec import hparams
+from mmu_bench.spec.tasks import load_tasks
 from small import SMALL
 
 
@@ -171,7 +172,7 @@ def test_an_int8_quantised_tiny_llava_still_generates(tmp_path):
     import torch
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-    from mmu_bench.evaluation import greedy_outputs
+    from mmu_bench.harness.evaluate import greedy_outputs
     from random_mllms import save_llava
 
     folder = save_llava(tmp_path / "llava")
@@ -319,7 +320,7 @@ def test_a_run_folder_without_weights_cannot_be_attacked(attacked_run, tmp_path,
 def test_save_model_no_keeps_no_weights():
     import torch
 
-    from mmu_bench.runner import keep_weights
+    from mmu_bench.harness.run import keep_weights
 
     tiny = SimpleNamespace(parameters=lambda: [torch.zeros(10)])
     assert keep_weights("auto", tiny, {"spec": "ga"}) and not keep_weights("no", tiny, {"spec": "ga"})
@@ -329,7 +330,7 @@ def test_save_model_no_keeps_no_weights():
 
 
 def test_leaderboards_gain_the_attack_columns(attacked_run, tmp_path):
-    from mmu_bench.leaderboard import build
+    from mmu_bench.reporting.leaderboard import build
 
     out, folder = attacked_run
     build([str(out / "mmu-synth")], str(tmp_path / "boards"), with_plot=False)

@@ -1,11 +1,11 @@
 import pytest
 import yaml
-from mmu_bench.baselines.npo import NPO
+from mmu_bench.methods.npo import NPO
 
-from mmu_bench import hparams
 from mmu_bench.cli import build_config, make_parser
-from mmu_bench.config import RunConfig, method_config
-from mmu_bench.errors import MMUBenchError
+from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.spec import hparams
+from mmu_bench.spec.config import RunConfig, method_config
 
 
 def test_method_config_layers_defaults_hparams_and_overrides():
@@ -23,7 +23,7 @@ def test_method_config_layers_defaults_hparams_and_overrides():
 def test_the_tuned_values_are_pinned():
     """hparams/*.yaml hold exactly the values the methods had in their source before they
     became data (the published comparison was run with them)."""
-    from mmu_bench.registry import resolve_method
+    from mmu_bench.spec.registry import resolve_method
 
     def cfg(name, bench):
         c = method_config(resolve_method(name).cls, bench, {})
@@ -43,7 +43,7 @@ def test_the_tuned_values_are_pinned():
 def test_every_method_entry_applies_to_third_party_methods_too():
     from dataclasses import dataclass
 
-    from mmu_bench.method import MethodConfig, UnlearningMethod
+    from mmu_bench.api.method import MethodConfig, UnlearningMethod
 
     @dataclass
     class C(MethodConfig):
@@ -133,8 +133,8 @@ def test_cli_rejects_bad_values_and_unknown_yaml_keys(tmp_path):
 
 
 def test_builtin_methods_start_from_the_published_settings_on_real_benchmarks():
-    from mmu_bench.config import method_config
-    from mmu_bench.registry import resolve_method
+    from mmu_bench.spec.config import method_config
+    from mmu_bench.spec.registry import resolve_method
 
     for name in ("ga", "ga_diff", "kl_min", "npo", "simnpo", "idk"):
         cfg = method_config(resolve_method(name).cls, "mllmu", {})

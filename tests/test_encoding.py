@@ -1,11 +1,17 @@
 import pytest
 import torch
 
+from mmu_bench.api.encoding import IGNORE, collate, encode
+from mmu_bench.api.losses import nll, sequence_nll
 from mmu_bench.data.synth import SynthConfig, generate
-from mmu_bench.encoding import IGNORE, collate, encode
-from mmu_bench.losses import nll, sequence_nll
-from mmu_bench.models.tiny import LlavaForConditionalGeneration, LlavaProcessor, build_model, build_processor, recipe_vocabulary
-from mmu_bench.tasks import default_prompts
+from mmu_bench.models.tiny import (
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    build_model,
+    build_processor,
+    recipe_vocabulary,
+)
+from mmu_bench.spec.tasks import default_prompts
 
 
 @pytest.fixture(scope="module")

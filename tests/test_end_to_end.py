@@ -220,8 +220,8 @@ def test_the_readme_measure_runs_from_a_file_end_to_end(ga_run, tmp_path):
 
 def test_a_measure_that_reads_reference_records_never_reloads_a_reference(ga_run, tmp_path, monkeypatch):
     from mmu_bench.cli import build_config, make_parser
+    from mmu_bench.harness.run import load_benchmark, make_provider
     from mmu_bench.models.tiny import TinyLlavaProvider
-    from mmu_bench.runner import load_benchmark, make_provider
 
     out, _ = ga_run
     config = build_config(make_parser().parse_args(["run", *SMALL]))

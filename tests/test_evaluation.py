@@ -5,14 +5,14 @@ import math
 import pytest
 import torch
 
-from mmu_bench.data.base import add_split_column
-from mmu_bench.data.schema import LETTERS
+from mmu_bench.api.benchmark import add_split_column
+from mmu_bench.api.encoding import encode
+from mmu_bench.api.prompts import user_text
+from mmu_bench.api.schema import LETTERS
 from mmu_bench.data.synth import SynthConfig, generate
-from mmu_bench.encoding import encode
-from mmu_bench.evaluation import EvalSettings, evaluate, select_rows
+from mmu_bench.harness.evaluate import EvalSettings, evaluate, select_rows
 from mmu_bench.models.tiny import build_model, build_processor, recipe_vocabulary
-from mmu_bench.prompts import user_text
-from mmu_bench.tasks import default_prompts, load_tasks
+from mmu_bench.spec.tasks import default_prompts, load_tasks
 
 
 @pytest.fixture(scope="module")

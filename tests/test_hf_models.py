@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from mmu_bench import registry
 from mmu_bench.cli import main
-from mmu_bench.errors import MMUBenchError, UnknownNameError
+from mmu_bench.core.errors import MMUBenchError, UnknownNameError
 from mmu_bench.models.hf import HFProvider, language_linear_names
+from mmu_bench.spec import registry
 from random_mllms import save_llava, save_qwen
 
 BENCH = {"num_entities": 4, "train_views": 1, "heldout_views": 1, "text_variants": 1, "general_train_images": 4,
@@ -211,9 +211,9 @@ def test_vanilla_differs_from_the_base_in_the_language_model_linear_layers_only(
 
 
 def test_with_lora_unlearning_changes_only_lora_parameters(runs, saved):
-    from mmu_bench.context import EncodedSet, MethodData, UnlearningContext
-    from mmu_bench.registry import resolve_method
-    from mmu_bench.tasks import default_prompts
+    from mmu_bench.api.context import EncodedSet, MethodData, UnlearningContext
+    from mmu_bench.spec.registry import resolve_method
+    from mmu_bench.spec.tasks import default_prompts
 
     bench = benchmark()
     made = provider(saved["qwen2.5-vl"], lora=True)
@@ -262,10 +262,10 @@ def test_a_lora_adapter_checkpoint_is_merged_into_the_vanilla_model(runs, saved,
 def test_mmunlearner_runs_on_a_lora_model(runs, saved, tmp_path):
     import importlib.util
 
-    if importlib.util.find_spec("mmu_bench.baselines.mmunlearner") is None:
+    if importlib.util.find_spec("mmu_bench.methods.mmunlearner") is None:
         pytest.skip("no mmunlearner baseline")
     # By module path: an editable install made before the baseline existed lacks its entry point.
-    spec = "mmunlearner" if "mmunlearner" in registry.method_entry_points() else "mmu_bench.baselines.mmunlearner:MMUnlearner"
+    spec = "mmunlearner" if "mmunlearner" in registry.method_entry_points() else "mmu_bench.methods.mmunlearner:MMUnlearner"
     args = cli_args(saved["llava"], True)
     code = main(["run", "--method", spec, "--method-arg", "steps=1", "--method-arg", "batch_size=2",
                  "--method-arg", "mask_batches=1", "--method-arg", "mask_batch_size=2", "--method-arg",
@@ -372,7 +372,7 @@ def test_the_attack_suite_runs_on_real_benchmark_fixtures(saved, tmp_path, bench
 
 
 def test_a_corrupted_cached_model_is_detected_and_trained_again(runs, saved, capsys):
-    from mmu_bench import integrity
+    from mmu_bench.core import integrity
 
     made = provider(saved["llava"], lora=True)
     folder = made.path("vanilla", benchmark())

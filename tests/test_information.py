@@ -19,9 +19,9 @@ from mmu_bench.measures.mia import (
     zlib_score,
 )
 
-from mmu_bench import scoring
-from mmu_bench.errors import MMUBenchError
-from mmu_bench.tasks import load_tasks
+from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.harness import score as scoring
+from mmu_bench.spec.tasks import load_tasks
 
 
 def mc(item, option_logprobs, answer="A", task="t", **extra):

@@ -3,7 +3,7 @@ deleted) and reported for rebuilding; caches written before digests are used as 
 
 import json
 
-from mmu_bench import integrity
+from mmu_bench.core import integrity
 
 
 def make(folder):

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from mmu_bench import leaderboard, results
+from mmu_bench.api.measure import Value
 from mmu_bench.cli import main
-from mmu_bench.measure import Value
-from mmu_bench.results import RunResult, TaskInfo
+from mmu_bench.reporting import leaderboard
+from mmu_bench.runs import results
+from mmu_bench.runs.results import RunResult, TaskInfo
 
 SCORE = ["mc_loglik_acc", "cloze_acc", "rougeL"]
 MEASURES = ["mc_acc", "mc_loglik_acc", "cloze_acc", "rougeL"]

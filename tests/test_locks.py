@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from mmu_bench import locks
+from mmu_bench.core import locks
 
 
 def dead_pid() -> int:

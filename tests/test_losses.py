@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
-from mmu_bench.baselines.npo import npo_loss
+from mmu_bench.methods.npo import npo_loss
 
-from mmu_bench.encoding import IGNORE
-from mmu_bench.losses import label_logprobs
+from mmu_bench.api.encoding import IGNORE
+from mmu_bench.api.losses import label_logprobs
 
 
 def test_label_logprobs_by_hand():
@@ -29,7 +29,7 @@ def test_npo_loss_equals_its_formula():
 
 
 def test_simnpo_loss_equals_its_formula_on_length_normalised_nlls():
-    from mmu_bench.baselines.simnpo import simnpo_loss
+    from mmu_bench.methods.simnpo import simnpo_loss
 
     # Two answers: 2 tokens with log-probs ln 1/2, ln 1/4 and 1 token with ln 1/8.
     per_row = torch.tensor([-(math.log(0.5) + math.log(0.25)) / 2, -math.log(0.125)])
@@ -39,7 +39,7 @@ def test_simnpo_loss_equals_its_formula_on_length_normalised_nlls():
 
 
 def test_sequence_nll_is_the_mean_over_each_rows_answer_tokens():
-    from mmu_bench.losses import sequence_nll
+    from mmu_bench.api.losses import sequence_nll
 
     class Fixed(torch.nn.Module):
         def forward(self, input_ids, **_):
@@ -53,7 +53,7 @@ def test_sequence_nll_is_the_mean_over_each_rows_answer_tokens():
 
 
 def test_kl_from_reference_is_kl_of_reference_to_model():
-    from mmu_bench.losses import kl_from_reference
+    from mmu_bench.api.losses import kl_from_reference
 
     p_ref, p_model = [0.9, 0.1], [0.5, 0.5]
     ref_logits = torch.log(torch.tensor([[p_ref, p_ref]]))

@@ -11,16 +11,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmu_bench import registry, saliency
-from mmu_bench.config import method_config
-from mmu_bench.context import EncodedSet, MethodData, UnlearningContext
-from mmu_bench.encoding import IGNORE
-from mmu_bench.errors import MMUBenchError
-from mmu_bench.losses import joint_nll, kl_from_reference, nll
-from mmu_bench.method import Batches, MethodConfig, UnlearningMethod
-from mmu_bench.registry import resolve_method
-from mmu_bench.tasks import default_prompts
-from mmu_bench.train import Stepper, lr_lambda
+from mmu_bench.api import saliency
+from mmu_bench.api.context import EncodedSet, MethodData, UnlearningContext
+from mmu_bench.api.encoding import IGNORE
+from mmu_bench.api.losses import joint_nll, kl_from_reference, nll
+from mmu_bench.api.method import Batches, MethodConfig, UnlearningMethod
+from mmu_bench.api.train import Stepper, lr_lambda
+from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.spec import registry
+from mmu_bench.spec.config import method_config
+from mmu_bench.spec.registry import resolve_method
+from mmu_bench.spec.tasks import default_prompts
 from random_mllms import save_llava
 
 BENCH = {"num_entities": 4, "train_views": 1, "heldout_views": 1, "text_variants": 1, "general_train_images": 4,
@@ -247,7 +248,7 @@ def test_clip_before_mask_and_mask_before_clip_by_hand():
 
 
 def test_mmunlearner_passes_its_mask_where_clip_before_mask_says(monkeypatch, llava, bench):
-    from mmu_bench.baselines import mmunlearner
+    from mmu_bench.methods import mmunlearner
 
     seen = []
 
@@ -364,9 +365,9 @@ def test_idk_joint_token_mean_and_separate_means_by_hand():
 
 
 def test_tofu_refusals_are_drawn_per_item_from_the_seed(bench):
-    from mmu_bench.baselines.idk import tofu_refusal
+    from mmu_bench.methods.idk import tofu_refusal
 
-    from mmu_bench.refusals import TOFU
+    from mmu_bench.api.refusals import TOFU
 
     assert len(TOFU) == 100 and TOFU[0] == "I'm not certain about that." and TOFU[-1] == "I'm not sure I can help with that."
     ids = [f"item-{i}" for i in range(40)]

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from mmu_bench import metrics
+from mmu_bench.api import metrics
 
 
 def test_mc_letter_takes_first_character_like_mllmu_bench():

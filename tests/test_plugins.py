@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mmu_bench import registry
 from mmu_bench.cli import main
-from mmu_bench.registry import PluginError, resolve_method
+from mmu_bench.spec import registry
+from mmu_bench.spec.registry import PluginError, resolve_method
 from small import SMALL
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "plugin"
@@ -148,7 +148,7 @@ def test_the_readme_example_method_is_a_valid_plugin(tmp_path):
     original = module.nll
     module.nll = lambda model, batch: torch.tensor(batch["nll"])  # the NLL each batch stands for
     try:
-        from mmu_bench.method import Batches
+        from mmu_bench.api.method import Batches
 
         loss = method.loss(type("Ctx", (), {"model": None})(), Batches({"nll": 3.0}, {"nll": 1.0}, 0))
     finally:

@@ -5,11 +5,11 @@ import textwrap
 
 import pytest
 
-from mmu_bench import protocol
-from mmu_bench.config import RunConfig
-from mmu_bench.errors import MMUBenchError
-from mmu_bench.runner import run_key, run_protocol
-from mmu_bench.tasks import load_tasks
+from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.harness.run import run_key, run_protocol
+from mmu_bench.spec import protocol
+from mmu_bench.spec.config import RunConfig
+from mmu_bench.spec.tasks import load_tasks
 
 METHOD = {"name": "npo", "source_sha256": "x", "config": {}}
 
@@ -119,7 +119,7 @@ def rows_of(bench):
 
 
 def test_demonstrations_as_mllmu_bench_draws_them(mllmu_bench):
-    from mmu_bench.prompts import user_text
+    from mmu_bench.api.prompts import user_text
 
     tasks = protocol.with_demonstrations(protocol.load("mllmu", {"shots.cloze": 1}).apply(load_tasks()),
                                          mllmu_bench.eval)
@@ -173,7 +173,7 @@ class Words:
 
 
 def test_over_budget_counts_answers_longer_than_the_budget(mllmu_bench):
-    from mmu_bench.evaluation import over_budget
+    from mmu_bench.harness.evaluate import over_budget
 
     rows = rows_of(mllmu_bench)
     tasks = protocol.load("mllmu", {"max_new_tokens.cloze": 1, "max_new_tokens.generation": 1}).apply(load_tasks())

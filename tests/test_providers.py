@@ -3,12 +3,12 @@ without loading or training anything."""
 
 import pytest
 
-from mmu_bench import registry
+from mmu_bench.api.provider import ModelProvider
+from mmu_bench.core.errors import UnknownNameError
+from mmu_bench.core.storage import json_digest
 from mmu_bench.data.synth import load
-from mmu_bench.errors import UnknownNameError
-from mmu_bench.models.provider import ModelProvider
 from mmu_bench.models.tiny import TinyLlavaProvider
-from mmu_bench.storage import json_digest
+from mmu_bench.spec import registry
 
 
 @pytest.fixture

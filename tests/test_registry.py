@@ -2,9 +2,9 @@ import textwrap
 
 import pytest
 
-from mmu_bench import registry
-from mmu_bench.errors import UnknownNameError
-from mmu_bench.registry import PluginError, resolve_method
+from mmu_bench.core.errors import UnknownNameError
+from mmu_bench.spec import registry
+from mmu_bench.spec.registry import PluginError, resolve_method
 
 
 def test_builtin_methods_resolve_through_their_entry_points():
@@ -29,7 +29,7 @@ def test_unknown_benchmark_and_model_suggest_names():
 
 
 def test_unknown_task_suggests_the_nearest():
-    from mmu_bench.tasks import load_tasks
+    from mmu_bench.spec.tasks import load_tasks
 
     with pytest.raises(UnknownNameError, match="Did you mean 'retained_vqa'"):
         load_tasks(["retain_vqa"])
@@ -59,8 +59,8 @@ def test_method_from_a_file(tmp_path):
 
 
 def test_method_from_a_module():
-    resolved = resolve_method("mmu_bench.baselines.ga:GA")
-    assert resolved.name == "ga" and resolved.origin == "module mmu_bench.baselines.ga"
+    resolved = resolve_method("mmu_bench.methods.ga:GA")
+    assert resolved.name == "ga" and resolved.origin == "module mmu_bench.methods.ga"
 
 
 @pytest.mark.parametrize("body,message", [

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from mmu_bench import results, scoring
-from mmu_bench.measure import Value
-from mmu_bench.results import Normalisation, TaskInfo
-from mmu_bench.tasks import load_tasks
+from mmu_bench.api.measure import Value
+from mmu_bench.harness import score as scoring
+from mmu_bench.runs import results
+from mmu_bench.runs.results import Normalisation, TaskInfo
+from mmu_bench.spec.tasks import load_tasks
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results_v1.json"
 

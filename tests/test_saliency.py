@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mmu_bench import saliency
+from mmu_bench.api import saliency
 
 
 class TwoSided(torch.nn.Module):

@@ -6,11 +6,12 @@ import textwrap
 
 import pytest
 
-from mmu_bench import registry, scoring
-from mmu_bench.errors import MMUBenchError
-from mmu_bench.measure import ItemMeasure, Measure, Value
-from mmu_bench.registry import PluginError, resolve_measure
-from mmu_bench.tasks import load_tasks
+from mmu_bench.api.measure import ItemMeasure, Measure, Value
+from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.harness import score as scoring
+from mmu_bench.spec import registry
+from mmu_bench.spec.registry import PluginError, resolve_measure
+from mmu_bench.spec.tasks import load_tasks
 
 
 def record(item, fmt, answer, output, task="t", **extra):

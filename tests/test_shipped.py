@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mmu_bench import references, shipped
 from mmu_bench.cli import main
+from mmu_bench.core import shipped
+from mmu_bench.harness import references
 from mmu_bench.models.tiny import TinyLlavaProvider
 from small import SMALL
 
@@ -49,7 +50,7 @@ def test_matching_shipped_references_are_installed_and_nothing_is_trained(shippe
 
 
 def test_a_changed_recipe_trains_anew_and_retrain_trains_again(shipped_small, tmp_path):
-    from mmu_bench import integrity
+    from mmu_bench.core import integrity
 
     args = [*SMALL, "--model-arg", "finetune_steps=20", "--min-vanilla-mc", "0"]
     assert main(["prepare", *args]) == 0
@@ -91,7 +92,7 @@ def test_shipped_records_are_used_only_for_their_own_weights(tmp_path, monkeypat
 
 
 def test_a_damaged_shipped_model_is_not_installed(tmp_path, monkeypatch):
-    from mmu_bench import integrity
+    from mmu_bench.core import integrity
 
     monkeypatch.setattr(shipped, "root", lambda: tmp_path)
     folder = tmp_path / "models" / "tiny-llava" / "vanilla-abc"
@@ -107,7 +108,7 @@ def test_a_damaged_shipped_model_is_not_installed(tmp_path, monkeypatch):
 def test_the_shipped_set_is_the_current_recipes_and_intact():
     """Fails after a change of the recipe, the prompts or MMU-Synth's generator until
     scripts/train_references.py has been rerun (else every user trains the references)."""
-    from mmu_bench import integrity
+    from mmu_bench.core import integrity
     from mmu_bench.data.synth import load
 
     benchmark = load()

@@ -1,6 +1,6 @@
 import pytest
 
-from mmu_bench.storage import atomic_write_text, staging_dir
+from mmu_bench.core.storage import atomic_write_text, staging_dir
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):

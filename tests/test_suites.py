@@ -14,10 +14,10 @@ import datasets
 import pytest
 from PIL import Image
 
-from mmu_bench import suites
+from mmu_bench.api.measure import Value
 from mmu_bench.cli import build_config, main, make_parser
-from mmu_bench.measure import Value
-from mmu_bench.results import TaskInfo, dimension_scores
+from mmu_bench.harness import suites
+from mmu_bench.runs.results import TaskInfo, dimension_scores
 from small import SMALL
 
 HAS_LMMS = suites.version() != ""
@@ -74,12 +74,12 @@ def test_the_sample_is_seeded_and_the_same_for_every_model():
 
 
 def test_a_missing_lmms_eval_fails_before_any_work_naming_the_extra(tmp_path, monkeypatch, capsys):
-    import mmu_bench.runner
+    import mmu_bench.harness.run
 
     def no_work(*args, **kwargs):
         raise AssertionError("model work started")
 
-    monkeypatch.setattr(mmu_bench.runner, "open_session", no_work)
+    monkeypatch.setattr(mmu_bench.harness.run, "open_session", no_work)
     monkeypatch.setitem(sys.modules, "lmms_eval.evaluator", None)  # `import` now fails, as if not installed
     out = tmp_path / "out"
     for args in (["run", "--method", "ga"], ["sweep", "--methods", "ga"]):
@@ -92,8 +92,8 @@ def test_a_missing_lmms_eval_fails_before_any_work_naming_the_extra(tmp_path, mo
 
 
 def test_the_run_key_tells_suite_runs_apart_and_keeps_earlier_keys():
-    from mmu_bench.config import RunConfig
-    from mmu_bench.runner import run_key
+    from mmu_bench.harness.run import run_key
+    from mmu_bench.spec.config import RunConfig
 
     info = {"name": "ga", "source_sha256": "x", "config": {}}
     variants = ({}, {"utility_suite": ["pope"]}, {"utility_suite": ["pope"], "utility_in_overall": True},
@@ -106,7 +106,7 @@ def test_the_run_key_tells_suite_runs_apart_and_keeps_earlier_keys():
 # -- end to end, with lmms-eval ---------------------------------------------------------------
 
 def small_session():
-    from mmu_bench.runner import prepare
+    from mmu_bench.harness.run import prepare
 
     return prepare(build_config(make_parser().parse_args(["prepare", *SMALL])), progress=False)
 
@@ -115,8 +115,8 @@ def write_task(folder, vanilla, processor):
     """Four items whose answers are the vanilla model's own greedy outputs on the first two and
     wrong on the others (exact match 0.5 for it), and a multiple-choice twin whose right choice is
     the vanilla model's most likely one on the first two (accuracy 0.5)."""
-    from mmu_bench.encoding import encode_many
-    from mmu_bench.evaluation import answer_logprobs, greedy_outputs
+    from mmu_bench.api.encoding import encode_many
+    from mmu_bench.harness.evaluate import answer_logprobs, greedy_outputs
 
     images = [Image.new("RGB", (32, 32), colour) for colour in ("red", "green", "blue", "white")]
     questions = ["who is this person", "what is shown here", "name the person", "who is it"]

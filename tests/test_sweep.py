@@ -70,7 +70,7 @@ def test_sweep_checks_every_method_before_running(tmp_path, capsys):
 def test_eval_scores_a_checkpoint_made_elsewhere(tmp_path, capsys):
     # The vanilla model, saved elsewhere and given a name, stands in for an outside method.
     from mmu_bench.cli import build_config, make_parser
-    from mmu_bench.runner import load_benchmark, make_provider
+    from mmu_bench.harness.run import load_benchmark, make_provider
 
     config = build_config(make_parser().parse_args(["run", *SMALL]))
     loaded = make_provider(config, progress=False).load("vanilla", load_benchmark(config))

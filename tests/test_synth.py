@@ -2,8 +2,8 @@ from collections import Counter
 
 import pytest
 
+from mmu_bench.api.schema import LETTERS, validate_row
 from mmu_bench.data import synth
-from mmu_bench.data.schema import LETTERS, validate_row
 
 SMALL = synth.SynthConfig(num_entities=12, train_views=2, heldout_views=1, text_variants=1,
                           general_train_images=4, general_eval_images=4, general_eval_sums=4)

@@ -4,8 +4,8 @@ import textwrap
 
 import pytest
 
-from mmu_bench.errors import MMUBenchError
-from mmu_bench.tasks import load_tasks
+from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.spec.tasks import load_tasks
 
 BASE = """
 prompt_version: 1

@@ -20,10 +20,10 @@ import pytest
 import torch
 import yaml
 
-from mmu_bench import tracking
 from mmu_bench.cli import main
-from mmu_bench.config import RunConfig
-from mmu_bench.errors import MMUBenchError
+from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.harness import tracking
+from mmu_bench.spec.config import RunConfig
 from small import SMALL
 
 RUN = ["run", "--method", "ga", "--method-arg", "steps=3", *SMALL]
@@ -240,12 +240,12 @@ def test_only_the_main_process_logs_under_accelerate_launch(tracked, tmp_path):
 ])
 @pytest.mark.parametrize("command", ["run", "sweep", "eval"])
 def test_a_missing_package_fails_before_any_work_naming_the_extra(name, modules, command, tmp_path, monkeypatch, capsys):
-    import mmu_bench.runner
+    import mmu_bench.harness.run
 
     def no_work(*args, **kwargs):
         raise AssertionError("model work started")
 
-    monkeypatch.setattr(mmu_bench.runner, "open_session", no_work)
+    monkeypatch.setattr(mmu_bench.harness.run, "open_session", no_work)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     for module in modules:
         monkeypatch.setitem(sys.modules, module, None)  # `import module` now fails, as if not installed

@@ -10,8 +10,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from mmu_bench import leaderboard, results, stats, trajectory
 from mmu_bench.cli import main
+from mmu_bench.harness import trajectory
+from mmu_bench.reporting import leaderboard
+from mmu_bench.runs import results, stats
 from small import SMALL
 
 NAN = float("nan")

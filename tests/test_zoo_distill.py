@@ -8,13 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from mmu_bench.baselines.dpo import dpo_loss
-from mmu_bench.baselines.scrub import SCRUB, distill_kl, schedule, scrub_loss
-from mmu_bench.baselines.undial import adjusted_logits, undial_loss
+from mmu_bench.methods.dpo import dpo_loss
+from mmu_bench.methods.scrub import SCRUB, distill_kl, schedule, scrub_loss
+from mmu_bench.methods.undial import adjusted_logits, undial_loss
 
+from mmu_bench.api.context import MethodData, UnlearningContext
+from mmu_bench.api.encoding import IGNORE
 from mmu_bench.cli import main
-from mmu_bench.context import MethodData, UnlearningContext
-from mmu_bench.encoding import IGNORE
 from small import SMALL
 
 
@@ -148,9 +148,9 @@ def test_dpo_loss_equals_its_formula_and_prefers_the_refusal():
 # -- end to end ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,spec,args", [
-    ("undial", "mmu_bench.baselines.undial:UNDIAL", []),
-    ("scrub", "mmu_bench.baselines.scrub:SCRUB", ["--method-arg", "max_steps_per_epoch=1"]),
-    ("dpo", "mmu_bench.baselines.dpo:DPO", []),
+    ("undial", "mmu_bench.methods.undial:UNDIAL", []),
+    ("scrub", "mmu_bench.methods.scrub:SCRUB", ["--method-arg", "max_steps_per_epoch=1"]),
+    ("dpo", "mmu_bench.methods.dpo:DPO", []),
 ])
 def test_tiny_run_end_to_end(tmp_path, name, spec, args):
     assert main(["run", "--method", spec, "--method-arg", "steps=2", *args, *SMALL, "--forget-ratio", "10",

@@ -11,15 +11,15 @@ import pytest
 import torch
 from torch import nn
 
+from mmu_bench.api.context import EncodedSet
 from mmu_bench.cli import main
-from mmu_bench.context import EncodedSet
 from mmu_bench.models import tiny
-from mmu_bench.registry import resolve_method
+from mmu_bench.spec.registry import resolve_method
 from random_mllms import save_qwen, words
 from small import SMALL
 
-SPEC = "mmu_bench.baselines.manu:MANU"
-manu = __import__("mmu_bench.baselines.manu", fromlist=["MANU"])
+SPEC = "mmu_bench.methods.manu:MANU"
+manu = __import__("mmu_bench.methods.manu", fromlist=["MANU"])
 
 
 def test_importance_functions_by_hand():

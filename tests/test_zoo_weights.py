@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmu_bench.api.context import UnlearningContext
+from mmu_bench.api.losses import nll
 from mmu_bench.cli import main
-from mmu_bench.context import UnlearningContext
-from mmu_bench.losses import nll
-from mmu_bench.registry import resolve_method
+from mmu_bench.spec.registry import resolve_method
 from small import SMALL
 
-SPECS = {"rmu": "mmu_bench.baselines.rmu:RMU", "salun": "mmu_bench.baselines.salun:SalUn",
-         "task_vector": "mmu_bench.baselines.task_vector:TaskVector"}
+SPECS = {"rmu": "mmu_bench.methods.rmu:RMU", "salun": "mmu_bench.methods.salun:SalUn",
+         "task_vector": "mmu_bench.methods.task_vector:TaskVector"}
 
 
 def method(name, **config):
@@ -99,7 +99,7 @@ def context(model, forget, retain, reference=None, seed=0):
 # -- RMU ------------------------------------------------------------------------------------
 
 def test_rmu_control_vector_is_a_seeded_unit_direction_times_the_coefficient():
-    from mmu_bench.baselines.rmu import control_vector
+    from mmu_bench.methods.rmu import control_vector
 
     c = control_vector(16, 6.5, seed=3)
     assert c.shape == (1, 1, 16)
@@ -112,7 +112,7 @@ def test_rmu_control_vector_is_a_seeded_unit_direction_times_the_coefficient():
 
 
 def test_rmu_activation_mse_is_the_reference_mse_and_masks_positions():
-    from mmu_bench.baselines.rmu import activation_mse
+    from mmu_bench.methods.rmu import activation_mse
 
     h, c = torch.randn(2, 3, 4), torch.randn(1, 1, 4)
     assert torch.allclose(activation_mse(h, c, torch.ones(2, 3)), F.mse_loss(h, c.expand_as(h)))
@@ -163,7 +163,7 @@ def test_rmu_default_layer_is_the_reference_relative_depth():
 # -- SalUn -----------------------------------------------------------------------------------
 
 def test_salun_mask_keeps_exactly_the_top_fraction_by_gradient_magnitude():
-    from mmu_bench.baselines.salun import top_fraction
+    from mmu_bench.methods.salun import top_fraction
 
     scores = {"a": torch.tensor([[0.1, 0.9], [0.5, 0.2]]), "b": torch.tensor([0.7, 0.3, 0.05, 0.6])}
     mask = top_fraction(scores, 0.5)  # 8 elements: the 4 largest, 0.9, 0.7, 0.6, 0.5
@@ -175,7 +175,7 @@ def test_salun_mask_keeps_exactly_the_top_fraction_by_gradient_magnitude():
 
 
 def test_salun_saliency_is_the_magnitude_of_the_summed_forget_gradient():
-    from mmu_bench.baselines.salun import gradient_magnitude
+    from mmu_bench.methods.salun import gradient_magnitude
 
     torch.manual_seed(0)
     model = Toy(depth=1)
@@ -209,7 +209,7 @@ def test_salun_masked_gradients_are_zero_and_masked_out_weights_do_not_move():
 
 
 def test_salun_random_answers_are_other_answers_of_the_same_format():
-    from mmu_bench.baselines.salun import random_answers
+    from mmu_bench.methods.salun import random_answers
 
     rows = [{"item_id": f"f{i}", "format": "open", "answer": f"a{i}"} for i in range(3)]
     pool = rows + [{"item_id": "r0", "format": "open", "answer": "b"}, {"item_id": "r1", "format": "mc", "answer": "C"}]
@@ -222,7 +222,7 @@ def test_salun_random_answers_are_other_answers_of_the_same_format():
 # -- task vector -----------------------------------------------------------------------------
 
 def test_task_negation_is_theta0_minus_alpha_times_the_task_vector():
-    from mmu_bench.baselines.task_vector import negate
+    from mmu_bench.methods.task_vector import negate
 
     torch.manual_seed(0)
     layer = nn.Linear(3, 2)
@@ -238,7 +238,7 @@ def test_task_negation_is_theta0_minus_alpha_times_the_task_vector():
 
 
 def test_task_negation_of_a_fresh_lora_adapter_negates_its_update_exactly():
-    from mmu_bench.baselines.task_vector import negate
+    from mmu_bench.methods.task_vector import negate
 
     a0, b0 = torch.randn(2, 4), torch.zeros(3, 2)
     a_ft, b_ft = a0 + torch.randn(2, 4), torch.randn(3, 2)

@@ -65,9 +65,19 @@ from collections import Counter
 
 import numpy as np
 
-from . import source as shared
-from .schema import LETTERS, SchemaError
-from .source import cache_key, canonical, check_options, check_ratio, get, get_image, read_config, source_id, write_cached
+from mmu_bench.api.schema import LETTERS, SchemaError
+from mmu_bench.data import source as shared
+from mmu_bench.data.source import (
+    cache_key,
+    canonical,
+    check_options,
+    check_ratio,
+    get,
+    get_image,
+    read_config,
+    source_id,
+    write_cached,
+)
 
 BENCH = "CLEAR"
 NAME = "clear"
@@ -93,7 +103,7 @@ TOFU_BLOCK = 20
 def load(forget_ratio=5, source: str = "therem/CLEAR", seed: int = 0, perturbed: bool = True,
          revision: str | None = None, cache_dir: str | None = None, **options):
     """CLEAR as a canonical Benchmark (see the module docstring)."""
-    from .base import Benchmark
+    from mmu_bench.api.benchmark import Benchmark
 
     check_options(options, BENCH, ("source", "seed", "perturbed", "revision", "cache_dir"))
     ratio = check_ratio(forget_ratio, FORGET_RATIOS, BENCH)

@@ -55,9 +55,9 @@ import re
 
 import datasets
 
-from .schema import LETTERS, SchemaError
-from .source import __file__ as source_module
-from .source import (
+from mmu_bench.api.schema import LETTERS, SchemaError
+from mmu_bench.data.source import __file__ as source_module
+from mmu_bench.data.source import (
     cache_key,
     canonical,
     check_options,
@@ -87,7 +87,7 @@ def load(forget_ratio=5, source: str = "MLLMMU/MLLMU-Bench", train_config: str =
          derive_text: bool = True, test_images: str = "row", seed: int = 0, revision: str | None = None,
          cache_dir: str | None = None, **options):
     """MLLMU-Bench as a canonical Benchmark (see the module docstring)."""
-    from .base import Benchmark
+    from mmu_bench.api.benchmark import Benchmark
 
     check_options(options, BENCH, ("source", "train_config", "derive_text", "test_images", "seed", "revision",
                                    "cache_dir"))

@@ -13,8 +13,8 @@ import datasets
 import PIL.Image
 from datasets.arrow_writer import ArrowWriter
 
-from ..storage import is_local
-from .schema import FEATURES, SchemaError, validate_row
+from mmu_bench.api.schema import FEATURES, SchemaError, validate_row
+from mmu_bench.core.storage import is_local
 
 # Real benchmarks' rows also carry, where the source has them, a paraphrased answer and
 # perturbed answers (CLEAR's captions): the truth ratio scores them (measures/information.py).
@@ -138,8 +138,8 @@ def write_cached(name: str, key: str, parts: dict) -> tuple[dict, str, Path]:
     The fingerprint digests every row but its ``split``, in no particular order: the same data
     gives the same fingerprint whatever the forget ratio, so a vanilla model is shared by all
     ratios, and any change to what is trained or scored changes it."""
-    from .. import integrity
-    from ..storage import home, staging_dir
+    from mmu_bench.core import integrity
+    from mmu_bench.core.storage import home, staging_dir
 
     path = home() / "data" / name / key
     if not integrity.usable(path, f"converted {name} data"):

@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING
 import datasets
 import numpy as np
 
-from .render import COLOURS, SHAPES, TEXTURES, Identity, render
-from .schema import FEATURES, LETTERS
+from mmu_bench.api.schema import FEATURES, LETTERS
+from mmu_bench.data.render import COLOURS, SHAPES, TEXTURES, Identity, render
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .base import Benchmark
+    from mmu_bench.api.benchmark import Benchmark
 
 GENERATOR_VERSION = "2"  # 2: holdout people
 FORGET_RATIOS = (5, 10, 15)
@@ -400,13 +400,13 @@ def _general_images(builder: _Builder, count: int, exclude: set, rng, size: int,
 
 def load(forget_ratio: float = 10, num_entities: int = 100, data_seed: int = 0, **options) -> Benchmark:
     """MMU-Synth as a canonical Benchmark, generated on first use and cached on disk."""
-    from .. import integrity
-    from ..storage import home, staging_dir
-    from .base import Benchmark, add_split_column
+    from mmu_bench.api.benchmark import Benchmark, add_split_column
+    from mmu_bench.core import integrity
+    from mmu_bench.core.storage import home, staging_dir
 
     if forget_ratio not in FORGET_RATIOS:
         raise ValueError(f"forget ratio {forget_ratio!r} is not one of MMU-Synth's splits {FORGET_RATIOS}")
-    from ..config import coerce, typed_dataclass
+    from mmu_bench.spec.config import coerce, typed_dataclass
 
     config = typed_dataclass(SynthConfig, {"num_entities": coerce(num_entities, int, "--benchmark-arg num_entities"),
                                            "seed": coerce(data_seed, int, "--benchmark-arg data_seed"), **options},

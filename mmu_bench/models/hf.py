@@ -26,8 +26,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..storage import is_local, json_digest
-from .provider import CachedProvider, LoadedModel
+from mmu_bench.api.provider import CachedProvider, LoadedModel
+from mmu_bench.core.storage import is_local, json_digest
 
 RECIPE_VERSION = "1"  # bump whenever training code changes what a recipe produces
 DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
@@ -78,7 +78,7 @@ class HFOptions:
 
 def parse_options(name: str, values: dict) -> HFOptions:
     """Command-line strings (or YAML values) -> typed options; unknown keys list the valid ones."""
-    from ..config import typed_dataclass
+    from mmu_bench.spec.config import typed_dataclass
 
     return typed_dataclass(HFOptions, values, f"model {name!r}", "option")
 
@@ -179,7 +179,7 @@ class TrainingPairs:
     """The (prompt, answer) pairs of ``rows`` (``prompts.training_pairs``), encoded on access."""
 
     def __init__(self, rows, processor, prompts: dict):
-        from ..prompts import training_pairs
+        from mmu_bench.api.prompts import training_pairs
 
         self.rows, self.processor = rows, processor
         text_only = rows.remove_columns("image") if "image" in rows.column_names else rows
@@ -190,7 +190,7 @@ class TrainingPairs:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
-        from ..encoding import encode
+        from mmu_bench.api.encoding import encode
 
         i, user, answer = self.pairs[index]
         return encode(self.processor, user, self.rows[i]["image"], answer)
@@ -208,12 +208,12 @@ class HFProvider(CachedProvider):
     roles = ("vanilla", "oracle", "visual_oracle")
 
     def __init__(self, progress: bool = True, name: str | None = None, **options):
-        from ..names import safe_name
+        from mmu_bench.core.names import safe_name
 
         label = name or self.name
         options.setdefault("path", self.default_path)
         if not options["path"]:
-            from ..errors import MMUBenchError
+            from mmu_bench.core.errors import MMUBenchError
 
             raise MMUBenchError(f"model {label!r} needs a hub name or local folder: --model hf:<name-or-path>")
         self.options = parse_options(label, options)
@@ -225,7 +225,7 @@ class HFProvider(CachedProvider):
     def check_sources(self) -> None:
         """A model path or checkpoint given as a local folder must exist: a clear error before
         any work (the runner asks), rather than a hub lookup of a folder name."""
-        from ..errors import MMUBenchError
+        from mmu_bench.core.errors import MMUBenchError
 
         for field in ("path", *self.roles):
             value = getattr(self.options, field, None)
@@ -235,7 +235,7 @@ class HFProvider(CachedProvider):
 
     # -- identities --------------------------------------------------------------------------
     def key(self, role: str, benchmark) -> dict:
-        from ..tasks import default_prompts
+        from mmu_bench.spec.tasks import default_prompts
 
         self.check_role(role)
         key = {"recipe_version": RECIPE_VERSION, "recipe": self.options.recipe(), "role": role,
@@ -261,7 +261,7 @@ class HFProvider(CachedProvider):
 
     # -- loading -----------------------------------------------------------------------------
     def _from_pretrained(self, cls, source: str, **extra):
-        from ..errors import MMUBenchError
+        from mmu_bench.core.errors import MMUBenchError
 
         o = self.options
         try:
@@ -342,7 +342,7 @@ class HFProvider(CachedProvider):
     def load_checkpoint(self, path: str, benchmark) -> LoadedModel:
         """A model unlearned elsewhere: a full model, or a LoRA adapter over the vanilla model
         (unlearning starts from the vanilla model)."""
-        from ..errors import MMUBenchError
+        from mmu_bench.core.errors import MMUBenchError
 
         try:
             if _has_adapter(path):
@@ -365,8 +365,8 @@ class HFProvider(CachedProvider):
     def train(self, role: str, benchmark) -> None:
         import torch
 
-        from ..tasks import default_prompts
-        from .finetune import finetune
+        from mmu_bench.api.finetune import finetune
+        from mmu_bench.spec.tasks import default_prompts
 
         o = self.options
         started = time.time()

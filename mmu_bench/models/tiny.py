@@ -19,8 +19,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from ..storage import json_digest
-from .provider import CachedProvider, LoadedModel
+from mmu_bench.api.provider import CachedProvider, LoadedModel
+from mmu_bench.core.storage import json_digest
 
 SPECIAL = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>", "image": "<image>"}
 # LLaVA-1.5's conversation format, written as a Jinja chat template over structured content.
@@ -182,7 +182,7 @@ def prompt_words(prompts: dict) -> set[str]:
 
 
 def recipe_vocabulary(prompts: dict) -> list[str]:
-    from ..data.synth import case_variants, vocabulary
+    from mmu_bench.data.synth import case_variants, vocabulary
 
     return case_variants(set(vocabulary()) | prompt_words(prompts) | {"USER", "ASSISTANT", ":"})
 
@@ -190,8 +190,8 @@ def recipe_vocabulary(prompts: dict) -> list[str]:
 def training_features(rows, processor, prompts: dict, mc_weight: int) -> list[list[dict]]:
     """Per row, its encoded (prompt, answer) pairs. The letter answer of a multiple-choice row
     is included ``mc_weight`` times (0: never; its option-text pair always is)."""
-    from ..encoding import encode_many
-    from ..prompts import training_pairs
+    from mmu_bench.api.encoding import encode_many
+    from mmu_bench.api.prompts import training_pairs
 
     items, owners = [], []
     for i, row in enumerate(rows):
@@ -216,7 +216,7 @@ class TinyLlavaProvider(CachedProvider):
 
     def __init__(self, progress: bool = True, **overrides):
         self._features: dict[tuple[str, str], list] = {}  # (data, item_id) -> encoded pairs
-        from ..config import typed_dataclass
+        from mmu_bench.spec.config import typed_dataclass
 
         arch = overrides.pop("arch", None)
         recipe = typed_dataclass(TinyRecipe, overrides, "model 'tiny-llava'", "--model-arg")
@@ -229,12 +229,12 @@ class TinyLlavaProvider(CachedProvider):
 
     # -- identities --------------------------------------------------------------------------
     def _prompts(self) -> dict:
-        from ..tasks import default_prompts
+        from mmu_bench.spec.tasks import default_prompts
 
         return default_prompts()
 
     def _base_key(self) -> dict:
-        from ..data.synth import GENERATOR_VERSION
+        from mmu_bench.data.synth import GENERATOR_VERSION
 
         r = self.recipe
         return {
@@ -280,7 +280,7 @@ class TinyLlavaProvider(CachedProvider):
     def load_checkpoint(self, path: str, benchmark) -> LoadedModel:
         """A tiny-llava unlearned elsewhere: its weights from ``path``, its processor from there
         too when saved, else the vanilla model's (unlearning does not change the vocabulary)."""
-        from ..errors import MMUBenchError
+        from mmu_bench.core.errors import MMUBenchError
 
         folder = Path(path)
         try:
@@ -302,7 +302,7 @@ class TinyLlavaProvider(CachedProvider):
     def train(self, role: str, benchmark) -> None:
         import torch
 
-        from ..data.synth import SynthConfig, generate
+        from mmu_bench.data.synth import SynthConfig, generate
 
         r = self.recipe
         prompts = self._prompts()
@@ -324,7 +324,7 @@ class TinyLlavaProvider(CachedProvider):
             steps, desc = r.finetune_steps, f"training tiny-llava {role}"
         torch.manual_seed(r.seed)
         features = self._encode(rows, processor, prompts, source)
-        from .finetune import finetune
+        from mmu_bench.api.finetune import finetune
 
         losses = finetune(
             model, features, processor.tokenizer.pad_token_id, steps=steps, lr=r.lr, batch_size=r.batch_size,

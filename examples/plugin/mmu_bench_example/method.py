@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mmu_bench.losses import nll
-from mmu_bench.method import MethodConfig, UnlearningMethod
+from mmu_bench.api.losses import nll
+from mmu_bench.api.method import MethodConfig, UnlearningMethod
 
 
 @dataclass

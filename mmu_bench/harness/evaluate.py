@@ -1,0 +1,294 @@
+"""Run a model on task definitions: canonical rows -> batched inference -> per-item records
+carrying the model's raw signals (see ``mmu_bench.measure`` for what a record holds). Scoring
+them is the measures' business (``mmu_bench.scoring``). Knows nothing of unlearning methods.
+
+Inference is batched throughout: prompts are sorted by length and decoded greedily with left
+padding; the options of a multiple-choice item are scored together in one forward pass, which
+also gives the correct option's per-token log-probabilities; the reference answer of a cloze or
+generation item is scored in one teacher-forced pass.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig
+
+from mmu_bench.api.encoding import IGNORE, collate, encode_many, to_device, with_answer
+from mmu_bench.api.losses import model_inputs
+from mmu_bench.api.prompts import user_text
+from mmu_bench.api.schema import LETTERS
+from mmu_bench.harness.distributed import per_process, sharded
+from mmu_bench.spec.tasks import Task
+
+DEFAULT_BUDGET = 32  # new tokens for a format its task gives no budget
+
+
+@dataclass
+class EvalSettings:
+    batch_size: int = 64
+    limit: int | None = None  # at most this many rows per task and format (seeded sample); None = all
+    seed: int = 0
+    progress: bool = True
+
+
+def select_rows(dataset, tasks: list[Task], settings: EvalSettings) -> dict[str, list[dict]]:
+    """Rows each task scores, in a stable order (a seeded sample per format under ``limit``)."""
+    wanted: dict[str, list[dict]] = {t.name: [] for t in tasks}
+    for row in dataset:
+        for task in tasks:
+            if row["format"] in task.formats and task.selects(row):
+                wanted[task.name].append(row)
+    if settings.limit is not None:
+        for name, rows in wanted.items():
+            by_format = defaultdict(list)
+            for row in rows:
+                by_format[row["format"]].append(row)
+            kept = []
+            for fmt in sorted(by_format):
+                group = by_format[fmt]
+                if len(group) > settings.limit:
+                    rng = random.Random(f"{settings.seed}/{name}/{fmt}")
+                    group = [group[i] for i in sorted(rng.sample(range(len(group)), settings.limit))]
+                kept.extend(group)
+            wanted[name] = kept
+    return wanted
+
+
+def text_rows(dataset, tasks: list[Task]) -> dict[str, list[dict]]:
+    """Every row each task scores (no sample), without images: nothing is decoded."""
+    return select_rows(dataset.select_columns([c for c in dataset.column_names if c != "image"]), tasks, EvalSettings())
+
+
+def over_budget(dataset, tasks: list[Task], tokenizer) -> dict[str, dict]:
+    """Per format of the scored items: how many ground truths have more tokens than the greedy
+    budget allows (such a cloze answer can never be contained in the output), of how many."""
+    counts: dict[str, dict] = {}
+    seen = set()
+    by_task = {t.name: t for t in tasks}
+    for name, rows in text_rows(dataset, tasks).items():
+        for row in rows:
+            fmt = row["format"]
+            if fmt == "multiple_choice" or (fmt, row["item_id"]) in seen:
+                continue
+            seen.add((fmt, row["item_id"]))
+            budget = int(by_task[name].max_new_tokens.get(fmt, DEFAULT_BUDGET))
+            entry = counts.setdefault(fmt, {"budget": budget, "over": 0, "items": 0})
+            entry["items"] += 1
+            entry["over"] += len(tokenizer(row["answer"], add_special_tokens=False)["input_ids"]) > budget
+    return counts
+
+
+@torch.no_grad()
+def greedy_outputs(model, processor, jobs: list[tuple[str, object, int]], batch_size: int, bar=None,
+                   encoded: list[dict] | None = None) -> list[str]:
+    """Greedy continuations for (user text, image, max_new_tokens) jobs, in input order
+    (``encoded``: the jobs' prompts, already encoded)."""
+    tok = processor.tokenizer
+    if encoded is None:
+        encoded = encode_many(processor, [(user, image, None) for user, image, _ in jobs])
+    order = sorted(range(len(jobs)), key=lambda i: (jobs[i][2], encoded[i]["input_ids"].shape[0]))
+    outputs: list[str] = [""] * len(jobs)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = to_device(collate([encoded[i] for i in idx], tok.pad_token_id, "left"), model)
+        config = GenerationConfig(
+            max_new_tokens=max(jobs[i][2] for i in idx),
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        generated = model.generate(**batch, generation_config=config)
+        new = generated[:, batch["input_ids"].shape[1] :]
+        # Each job keeps its own budget: a batch may mix budgets; greedy decoding is per row.
+        texts = tok.batch_decode([row[: jobs[i][2]] for i, row in zip(idx, new)], skip_special_tokens=True)
+        for i, text in zip(idx, texts):
+            outputs[i] = text.strip()
+        if bar is not None:
+            bar.update(len(idx))
+    return outputs
+
+
+@dataclass
+class AnswerSignals:
+    """Per row of a batch: the mean log-probability of the labelled tokens and, per labelled
+    token, its log-probability and the mean and variance of log p over the vocabulary under
+    the model's own next-token distribution (Min-K%++'s normalisers)."""
+
+    mean: list[float]
+    tokens: list[list[float]]
+    expected: list[list[float]]
+    variance: list[list[float]]
+
+    def row(self, i: int) -> dict:
+        return {"answer_logprobs": self.tokens[i], "answer_expected_logprobs": self.expected[i],
+                "answer_logprob_variances": self.variance[i]}
+
+
+def _answer_signals(model, batch: dict) -> AnswerSignals:
+    """``AnswerSignals`` of a right-padded batch with labels. The vocabulary-wide quantities are
+    computed at the labelled positions only (a real model's vocabulary is large)."""
+    logits = model(**model_inputs(batch)).logits
+    targets = batch["labels"][:, 1:]
+    mask = targets != IGNORE
+    logp = torch.log_softmax(logits[:, :-1][mask].float(), dim=-1)  # [labelled tokens, vocab]
+    picked = logp.gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)
+    prob = logp.exp()
+    expected = (prob * logp).sum(-1)
+    variance = ((prob * logp.square()).sum(-1) - expected.square()).clamp(min=0)
+    counts = mask.sum(-1).tolist()
+    split = [part.tolist() for part in (picked, expected, variance)]
+    out = AnswerSignals([], [], [], [])
+    start = 0
+    for n in counts:
+        tokens = split[0][start : start + n]
+        out.mean.append(sum(tokens) / max(n, 1))
+        out.tokens.append(tokens)
+        out.expected.append(split[1][start : start + n])
+        out.variance.append(split[2][start : start + n])
+        start += n
+    return out
+
+
+@torch.no_grad()
+def option_logprobs(model, processor, rows: list[dict], prompts_of: list[dict], batch_size: int, bar=None):
+    """Per row: the mean token log-probability of each option's text (then EOS) as the answer to
+    the bare question, and the correct option's answer signals (``AnswerSignals.row``). All
+    options of an item travel in the same batch."""
+    tok = processor.tokenizer
+    results: list[tuple[list[float], dict]] = []
+    per_batch = max(1, batch_size // len(LETTERS))
+    for start in range(0, len(rows), per_batch):
+        chunk = list(range(start, min(start + per_batch, len(rows))))
+        items, owners = [], []
+        for i in chunk:
+            user = user_text(rows[i], prompts_of[i], "option_loglik")
+            for k, option in enumerate(rows[i]["options"]):
+                items.append((user, rows[i]["image"], option))
+                owners.append((i, LETTERS[k] == rows[i]["answer"]))
+        feats = encode_many(processor, items)
+        batch = to_device(collate(feats, tok.pad_token_id, "right"), model)
+        signals = _answer_signals(model, batch)
+        scores: dict[int, list[float]] = defaultdict(list)
+        correct: dict[int, dict] = {}
+        for k, ((owner, is_answer), value) in enumerate(zip(owners, signals.mean)):
+            scores[owner].append(value)
+            if is_answer:
+                correct[owner] = signals.row(k)
+        results.extend((scores[i], correct[i]) for i in chunk)
+        if bar is not None:
+            bar.update(len(chunk))
+    return results
+
+
+@torch.no_grad()
+def answer_logprobs(model, processor, prompts: list[dict], answers: list[str], batch_size: int,
+                    bar=None) -> list[dict]:
+    """Per encoded prompt and its answer: the answer's signals (then EOS; ``AnswerSignals.row``)."""
+    tok = processor.tokenizer
+    out: list[dict] = []
+    for start in range(0, len(prompts), batch_size):
+        part = [with_answer(processor, dict(p), a) for p, a in zip(prompts[start : start + batch_size],
+                                                                    answers[start : start + batch_size])]
+        batch = to_device(collate(part, tok.pad_token_id, "right"), model)
+        signals = _answer_signals(model, batch)
+        out.extend(signals.row(i) for i in range(len(part)))
+        if bar is not None:
+            bar.update(len(part))
+    return out
+
+
+def free_signals(model, processor, jobs: list[tuple[str, object, int, str | None]], batch_size: int,
+                 bar=None) -> list[tuple[str, dict | None]]:
+    """Per (user text, image, max_new_tokens, answer or None) job: the greedy output and, where
+    an answer is given, its signals (``AnswerSignals.row``). The prompts are encoded once for both."""
+    encoded = encode_many(processor, [(user, image, None) for user, image, _, _ in jobs])
+    outputs = greedy_outputs(model, processor, [job[:3] for job in jobs], batch_size, bar, encoded)
+    scored = [i for i, job in enumerate(jobs) if job[3] is not None]
+    logprobs = answer_logprobs(model, processor, [encoded[i] for i in scored], [jobs[i][3] for i in scored],
+                               batch_size, bar)
+    answers: list[dict | None] = [None] * len(jobs)
+    for i, values in zip(scored, logprobs):
+        answers[i] = values
+    return list(zip(outputs, answers))
+
+
+def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSettings | None = None,
+             accelerator=None) -> list[dict]:
+    """Run ``model`` on every task; one record per scored row. ``dataset`` holds canonical rows
+    with a ``split`` column. With an ``accelerator`` (several processes), each process runs a
+    share of the items and every process returns all the records."""
+    settings = settings or EvalSettings()
+    was_training = model.training
+    model.eval()
+    try:
+        chosen = select_rows(dataset, tasks, settings)
+        task_of = {t.name: t for t in tasks}
+        items = [(name, row) for name, rows in chosen.items() for row in rows]
+        mc_items = [(name, row) for name, row in items if row["format"] == "multiple_choice"]
+        # Every item is generated; then multiple choice has its options' pass, the others an answer pass.
+        total = 2 * per_process(len(items), accelerator)
+        with tqdm(total=total, desc="evaluating", unit="item", disable=None if settings.progress else True, leave=False) as bar:
+            jobs = []
+            for name, row in items:
+                task = task_of[name]
+                # Multiple choice scores its answer in the options' pass instead.
+                answer = None if row["format"] == "multiple_choice" else row["answer"]
+                jobs.append((user_text(row, task.prompts), row["image"],
+                             int(task.max_new_tokens.get(row["format"], DEFAULT_BUDGET)), answer))
+            signals = sharded(lambda part: free_signals(model, processor, part, settings.batch_size, bar),
+                              jobs, accelerator)
+            # Items with a paraphrased answer and perturbed ones (CLEAR's captions): each scored
+            # as the answer to the item's own prompt, for the truth ratio.
+            alt_items = [(i, [row["paraphrased_answer"], *row["perturbed_answers"]])
+                         for i, (_, row) in enumerate(items) if row.get("perturbed_answers")]
+            alt_jobs = [(i, answer) for i, answers in alt_items for answer in answers]
+            alt_means = sharded(lambda part: _alternative_means(model, processor, jobs, items, part, settings.batch_size),
+                                alt_jobs, accelerator) if alt_jobs else []
+            option_scores = sharded(lambda part: option_logprobs(
+                model, processor, [r for _, r in part], [task_of[n].prompts for n, _ in part], settings.batch_size, bar,
+            ), mc_items, accelerator)
+    finally:
+        model.train(was_training)
+
+    options = {(name, row["item_id"]): s for (name, row), s in zip(mc_items, option_scores)}
+    records = []
+    for (name, row), (user, *_), (output, answer_signals) in zip(items, jobs, signals):
+        record = {
+            "task": name,
+            "dimension": task_of[name].dimension,
+            "item_id": row["item_id"],
+            "entity_id": row["entity_id"],
+            "split": row.get("split", ""),
+            "modality": row["modality"],
+            "view": row["view"],
+            "fact": row["fact"],
+            "format": row["format"],
+            "prompt": user,
+            "answer": row["answer"],
+            "output": output,
+        }
+        if row["format"] == "multiple_choice":
+            record["options"] = list(row["options"])
+            record["option_logprobs"], answer_signals = options[(name, row["item_id"])]
+        record.update(answer_signals)
+        records.append(record)
+    start = 0
+    for i, answers in alt_items:
+        means = alt_means[start: start + len(answers)]
+        records[i]["alternative_logprobs"] = {"paraphrased": means[0], "perturbed": means[1:]}
+        start += len(answers)
+    return records
+
+
+def _alternative_means(model, processor, jobs, items, part: list[tuple[int, str]], batch_size: int) -> list[float]:
+    """Mean token log-probability of each (item index, alternative answer) under the item's
+    prompt; each prompt (and its image) is encoded once."""
+    owners = sorted({i for i, _ in part})
+    encoded = dict(zip(owners, encode_many(processor, [(jobs[i][0], items[i][1]["image"], None) for i in owners])))
+    signals = answer_logprobs(model, processor, [encoded[i] for i, _ in part], [a for _, a in part], batch_size)
+    return [sum(s["answer_logprobs"]) / max(len(s["answer_logprobs"]), 1) for s in signals]

@@ -1,0 +1,630 @@
+"""`mmu-bench leaderboard`: results.json files -> one CSV, Markdown table and plot per
+benchmark and model. Built from results files only; rebuilding gives the same bytes.
+
+One row per method (and its configuration) and forget ratio: mean and standard deviation over
+seeds of every task measure, of the dimension scores and of the overall score, with the number
+of seeds and the method's version and source hash. Runs scored with different task versions
+never share a row. The reference models (vanilla, oracle, ...) get rows of their own. Results
+are read through ``mmu_bench.results`` (older schema versions included).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.core.names import safe_name
+from mmu_bench.core.storage import atomic_write_text, json_digest
+from mmu_bench.harness import attacks as attacking
+from mmu_bench.harness import suites, trajectory
+from mmu_bench.reporting import tables
+from mmu_bench.runs import results, stats
+from mmu_bench.runs.results import UNLEARNED, RunResult
+
+
+@dataclass
+class Collected:
+    runs: list[RunResult]
+    duplicates: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    attacks: dict[str, dict] = field(default_factory=dict)  # run uid -> its attacks.json, where it has one
+    trajectories: dict[str, list[dict]] = field(default_factory=dict)  # run uid -> its trajectory.jsonl points
+    folders: dict[str, Path] = field(default_factory=dict)  # run uid -> its folder
+
+
+def uid(result: RunResult) -> str:
+    return result.run_uid or f"{result.run_key}/{result.run_id}"
+
+
+def collect(roots: list[str]) -> Collected:
+    """Every results.json under ``roots`` (with the attacks.json beside it); a run found twice
+    (same run_uid) counts once."""
+    seen: dict[str, RunResult] = {}
+    out = Collected(runs=[])
+    for root in roots:
+        for path in sorted(Path(root).rglob("results.json")):
+            try:
+                result = results.read(path)
+                report = attacking.read(path.parent)
+                points = trajectory.read(path.parent)
+            except (MMUBenchError, ValueError) as exc:
+                out.unreadable.append(str(exc))
+                continue
+            if uid(result) in seen:
+                out.duplicates += 1
+                continue
+            seen[uid(result)] = result
+            out.folders[uid(result)] = path.parent
+            if report:
+                out.attacks[uid(result)] = report
+            if points:
+                out.trajectories[uid(result)] = points
+    out.runs = [seen[key] for key in sorted(seen)]
+    return out
+
+
+def _config_hash(config: dict) -> str:
+    return json_digest(config, 8)
+
+
+def _task_versions(result: RunResult) -> str:
+    return ";".join(f"{name}={t.version}" for name, t in sorted(result.tasks.items()))
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _row(label: dict, per_run: list[dict]) -> dict:
+    """Aggregate the metric dicts of several runs (one per seed): mean and std of each."""
+    row = dict(label)
+    row["n_seeds"] = len(per_run)
+    keys = sorted({k for run in per_run for k in run})
+    for key in keys:
+        mean, std = _mean_std([run.get(key) for run in per_run])
+        row[f"{key}_mean"], row[f"{key}_std"] = mean, std
+    return row
+
+
+def _flatten(result: RunResult, model: str) -> dict:
+    """One model's numbers in a run: overall, per dimension its score and normalised score, per
+    task every measure's value."""
+    normalised = result.normalised_of(model)
+    flat = {"overall": result.overall_of(model)}
+    dims = result.dimensions.get(model, {})
+    for dim in result.dimension_order():
+        flat[f"{dim}/score"] = dims.get(dim)
+        flat[f"{dim}/normalised"] = normalised.get(dim)
+    for task, per_measure in result.scores[model].items():
+        for measure, value in per_measure.items():
+            flat[f"{task}/{measure}"] = value.mean
+    for task, info in result.tasks.items():
+        if info.suite and task in result.scores[model]:  # utility-suite tasks: their score and x / vanilla
+            flat[f"{task}/score"] = results.task_score(result.scores[model][task], info.score)
+            flat[f"{task}/normalised"] = tables.suite_normalised(result, task, model)
+    if model == UNLEARNED and result.trade_off:
+        flat.update(_trade_off_numbers(result.trade_off))
+    return flat
+
+
+MATCHED, AUC = "matched/", "auc/"
+
+
+def _trade_off_numbers(summary: dict) -> dict:
+    """A run's matched-forgetting values (None: not reached), whether it reached each level
+    (1 or 0) and its trade-off areas."""
+    top = summary.get("max_forgetting")
+    flat: dict = {"max_forgetting": top}
+    for level, per_curve in summary.get("matched", {}).items():
+        flat[f"{MATCHED}{level}/reached"] = float(top is not None and top >= float(level))
+        for curve, value in per_curve.items():
+            flat[f"{MATCHED}{level}/{curve}"] = value
+    for curve, value in summary.get("auc", {}).items():
+        flat[f"{AUC}{curve}"] = value
+    return flat
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    label: str
+    higher_is_better: bool
+
+
+def dimensions(runs: list[RunResult]) -> list[Dimension]:
+    """Every dimension of ``runs``, in their display order (the first run to have one names it)."""
+    found: dict[str, tuple] = {}
+    for result in runs:
+        labels = result.dimension_labels()
+        for rank, dim in enumerate(result.dimension_order()):
+            if dim not in found:
+                found[dim] = (rank, len(found), Dimension(dim, labels[dim], result.normalisation[dim].higher_is_better
+                                                         if dim in result.normalisation else True))
+    return [d for _, _, d in sorted(found.values(), key=lambda x: (x[0], x[1]))]
+
+
+ATTACK_PREFIX = "attack/"
+
+
+def _attack_numbers(report: dict | None, who: str) -> dict:
+    return {ATTACK_PREFIX + k: v for k, v in attacking.headline(report, who).items()}
+
+
+def build_rows(runs: list[RunResult], attacks: dict[str, dict] | None = None,
+               trajectories: dict[str, list[dict]] | None = None) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
+    """(benchmark, model) -> leaderboard rows, and notes on what was kept apart. ``attacks``:
+    run uid -> attacks.json: their columns for the methods, and the gold reference's numbers
+    (mean over seeds) in its row. ``trajectories``: run uid -> its trajectory points, for the
+    intervals of the matched-forgetting columns."""
+    attacks = attacks or {}
+    trajectories = trajectories or {}
+    groups: dict[tuple, list[RunResult]] = defaultdict(list)
+    for result in runs:
+        method = result.method
+        key = (result.benchmark["name"], result.model["name"], result.benchmark["forget_ratio"],
+               method["name"], method["source_sha256"], _config_hash(method["config"]), _task_versions(result))
+        groups[key].append(result)
+    boards: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    notes = []
+    by_method: dict[tuple, set] = defaultdict(set)
+    references: dict[tuple, RunResult] = {}
+    gold_attacks: dict[tuple, dict[int, dict]] = {}
+    for key, members in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        bench, model, ratio, name, sha, cfg, versions = key
+        by_method[(bench, model, ratio, name, sha, cfg)].add(versions)
+        members.sort(key=lambda r: (r.seed, r.run_id))
+        method = members[0].method
+        label = {"method": name, "kind": "method", "forget_ratio": ratio,
+                 "seeds": " ".join(str(r.seed) for r in members), "method_version": method["version"],
+                 "source_sha256": sha[:12], "config_hash": cfg,
+                 "config": json.dumps(method["config"], sort_keys=True), "task_versions": versions}
+        per_run = [{**_flatten(r, UNLEARNED), **_attack_numbers(attacks.get(uid(r)), "unlearned")} for r in members]
+        row = _row(label, per_run)
+        row.update(_intervals(members, trajectories))
+        row[RUNS] = [(r.seed, uid(r)) for r in members]
+        row[SEEDS] = {key: {r.seed: run.get(key) for r, run in zip(members, per_run)} for key in _tested(per_run)}
+        traces = [_trace(trajectories.get(uid(r), []), r) for r in members]
+        if all(traces):
+            row[TRACE] = traces
+        boards[(bench, model)].append(row)
+        for role in members[0].reference_roles():
+            ref = members[0].model["references"].get(role)
+            ref_hash = ref.get("recipe_hash", "") if isinstance(ref, dict) else ""
+            key = (bench, model, ratio, role, ref_hash, versions)
+            references.setdefault(key, members[0])
+            for r in members:  # the gold reference under attack: one entry per seed
+                report = attacks.get(uid(r))
+                if report and report.get("gold") == role:
+                    gold_attacks.setdefault(key, {}).setdefault(r.seed, _attack_numbers(report, "gold"))
+    for key, result in sorted(references.items(), key=lambda kv: str(kv[0])):
+        bench, model, ratio, role, ref_hash, versions = key
+        label = {"method": f"{role} (reference)", "kind": "reference", "forget_ratio": ratio, "seeds": "",
+                 "method_version": "", "source_sha256": ref_hash, "config_hash": "", "config": "",
+                 "task_versions": versions}
+        row = _row(label, [_flatten(result, role)])
+        per_seed = gold_attacks.get(key, {})
+        if per_seed:
+            row.update({k: v for k, v in _row({}, [per_seed[s] for s in sorted(per_seed)]).items() if k != "n_seeds"})
+        row["n_seeds"] = 0
+        boards[(bench, model)].append(row)
+    for (bench, model, ratio, name, _, cfg), versions in sorted(by_method.items(), key=lambda kv: str(kv[0])):
+        if len(versions) > 1:
+            notes.append(f"{bench}/{model}: {name} (forget {ratio:g}%, config {cfg}) was scored with "
+                         f"{len(versions)} different task versions; each has its own row")
+    for rows in boards.values():
+        _name_variants(rows)
+        _paired_tests(rows)
+        rows.sort(key=lambda r: (-_sortable(r["overall_mean"]), r["kind"], r["method"], r["forget_ratio"],
+                                 r["config_hash"], r["task_versions"]))
+    return boards, notes
+
+
+BEST = "best"  # the p-value cell of the best row
+TRACE = "_trace"  # a row's per-seed trajectories, normalised, with the harmonic curve (for the plot; not written)
+
+
+def _trace(lines: list[dict], result: RunResult) -> list[dict]:
+    """A run's points' normalised scores, with the harmonic mean of its retention dimensions."""
+    retention = result.trade_off.get("retention", [])
+    return [{**line["normalised"], "harmonic": results.harmonic_mean([_value(line["normalised"], d) for d in retention])}
+            for line in lines] if retention else []
+RUNS = "_runs"  # a method row's runs: (seed, run uid) each (for the HTML page's links; not written)
+SEEDS = "_per_seed"  # a row's per-seed values of the tested columns (for the paired tests; not written)
+
+
+def _tested(per_run: list[dict]) -> list[str]:
+    """The columns compared across methods with a paired test: the overall score, every
+    matched-forgetting value and the trade-off areas."""
+    keys = {k for run in per_run for k in run}
+    return ["overall"] + sorted(k for k in keys if (k.startswith(MATCHED) and not k.endswith("/reached"))
+                                or k.startswith(AUC))
+
+
+def _intervals(members: list[RunResult], trajectories: dict[str, list[dict]]) -> dict:
+    """95 % bootstrap intervals over seeds and people (``mmu_bench.stats``) of the overall score
+    and of each matched-forgetting value: ``<column>_ci_low`` / ``_ci_high``. Seeded: the same
+    runs give the same intervals."""
+    k = len(members)
+    rng = np.random.default_rng(0)
+    n = stats.RESAMPLES * k
+    out = {}
+    overall = [_overall_bank(r, n, rng) for r in members]
+    if all(b is not None for b in overall):
+        out["overall_ci_low"], out["overall_ci_high"] = stats.interval([b.reshape(stats.RESAMPLES, k) for b in overall])
+    matched = [trajectory.resampled(trajectories[uid(r)], r.trade_off, n, rng)
+               if r.trade_off and uid(r) in trajectories else None for r in members]
+    if matched and all(m is not None for m in matched):
+        for column in matched[0]:
+            low, high = stats.interval([m[column].reshape(stats.RESAMPLES, k) for m in matched])
+            out[f"{MATCHED}{column}_ci_low"], out[f"{MATCHED}{column}_ci_high"] = low, high
+    return out
+
+
+def _overall_bank(result: RunResult, n: int, rng) -> np.ndarray | None:
+    """The run's overall score under ``n`` resamples of its people, [n]; None without the
+    per-person sums (runs written before they were kept)."""
+    primary = {name: t for name, t in result.tasks.items() if t.primary}
+    if not result.clusters or any(name not in result.clusters for name in primary):
+        return None
+    scores = stats.task_scores([result.clusters], {name: t.score for name, t in primary.items()}, n, rng)
+    normalised = {t.dimension: result.normalisation[t.dimension].apply(scores[name][:, 0]) for name, t in primary.items()}
+    return results.harmonic_mean([normalised[d] for d in result.dimension_order()])
+
+
+def best_row(rows: list[dict], key: str) -> dict | None:
+    """The method row with the highest mean of ``key``; for a matched-forgetting value, among
+    the rows whose every seed reached the level when there are any."""
+    candidates = [r for r in rows if r["kind"] == "method" and not math.isnan(_value(r, f"{key}_mean"))]
+    if key.startswith(MATCHED):
+        reached = f"{key.rsplit('/', 1)[0]}/reached_mean"
+        full = [r for r in candidates if _value(r, reached) == 1.0]
+        candidates = full or candidates
+    return max(candidates, key=lambda r: r[f"{key}_mean"], default=None)
+
+
+def _value(row: dict, key: str) -> float:
+    """``row[key]``, NaN where it is missing or None (a row, or a trajectory point's scores)."""
+    value = row.get(key)
+    return float("nan") if value is None else value
+
+
+def _paired_tests(rows: list[dict]) -> None:
+    """Each method row against the best row of each tested column, over the seeds both ran
+    (paired t-test, ``mmu_bench.stats.paired_test``): ``<column>_p_vs_best``, ``best`` in the
+    best row itself."""
+    keys = sorted({k for r in rows if r["kind"] == "method" for k in r.get(SEEDS, {})})
+    for key in keys:
+        best = best_row(rows, key)
+        for row in rows:
+            if row["kind"] != "method" or best is None:
+                continue
+            p = BEST if row is best else stats.paired_test(row[SEEDS].get(key, {}), best[SEEDS].get(key, {}))[0]
+            row[f"{key}_p_vs_best"] = p
+
+
+def _name_variants(rows: list[dict]) -> None:
+    """Rows of one method with different configurations get a ``variant`` naming the settings
+    that tell them apart (e.g. ``mask=random``), so a reader need not diff the config JSON."""
+    by_method: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        row.setdefault("variant", "")
+        if row["kind"] == "method":
+            by_method[(row["method"], row["forget_ratio"])].append(row)
+    for group in by_method.values():
+        configs = [json.loads(r["config"]) for r in group]
+        if len({r["config_hash"] for r in group}) < 2:
+            continue
+        keys = sorted({k for c in configs for k in c if len({json.dumps(x.get(k)) for x in configs}) > 1})
+        for row, config in zip(group, configs):
+            row["variant"] = " ".join(f"{k}={config.get(k)}" for k in keys)
+
+
+def _sortable(value: float) -> float:
+    return -1.0 if value is None or math.isnan(value) else value
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    if value is None:
+        return ""
+    text = str(value)
+    if text.startswith(_FORMULA_START):
+        text = "'" + text  # a spreadsheet would execute it
+    return text
+
+
+def _columns(rows: list[dict], dims: list[Dimension]) -> list[str]:
+    first = ["method", "variant", "kind", "forget_ratio", "n_seeds", "seeds", "overall_mean", "overall_std",
+             "overall_ci_low", "overall_ci_high", "overall_p_vs_best"]
+    dims = [f"{d.name}/{part}_{stat}" for d in dims for part in ("score", "normalised") for stat in ("mean", "std")]
+    tail = ["method_version", "source_sha256", "config_hash", "config", "task_versions"]
+    rest = sorted({k for r in rows for k in r if not k.startswith("_")} - set(first) - set(dims) - set(tail))
+    return first + [d for d in dims if any(d in r for r in rows)] + rest + tail
+
+
+def to_csv(rows: list[dict], dims: list[Dimension]) -> str:
+    columns = _columns(rows, dims)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def _pm(row: dict, key: str) -> str:
+    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+    if mean is None or math.isnan(mean):
+        return "-"
+    return f"{mean:.3f} ± {std:.3f}" if row["n_seeds"] > 1 else f"{mean:.3f}"
+
+
+def row_label(row: dict) -> str:
+    """A row's method, and its variant where it has one."""
+    return f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
+
+
+def _row_name(row: dict) -> str:
+    """A row's method (and variant) as a Markdown cell."""
+    return _cell(row_label(row)).replace("|", "\\|")
+
+
+# The measures of "does the information remain?" the Markdown leaderboard shows, on each primary
+# task that reports them (the CSV has every measure).
+INFORMATION = (("forget_quality", "forget quality"), ("mia_auc_min_k_pp", "Min-K%++ AUC"),
+               ("privleak_min_k_pp", "PrivLeak Min-K%++"))
+
+
+def information_columns(runs: list[RunResult], dims: list[Dimension]) -> list[tuple[str, str]]:
+    """(flat key, header) of the information measures on the primary task of each dimension."""
+    primary: dict[str, str] = {}
+    for result in runs:
+        for name, task in result.tasks.items():
+            if task.primary:
+                primary.setdefault(task.dimension, name)
+    found = {f"{t}/{m}" for r in runs for t, info in r.tasks.items() for m in info.measures}
+    return [(f"{primary[d.name]}/{m}", f"{d.label}: {label}") for d in dims if d.name in primary
+            for m, label in INFORMATION if f"{primary[d.name]}/{m}" in found]
+
+
+# The attack columns the Markdown leaderboard shows, where runs have them (the CSV has every one).
+ATTACKS = (("relearn_recovery_excess_other", "relearn: other half, excess"),
+           ("relearn_recovery_excess_leaked", "relearn: leaked half, excess"),
+           ("relearn_recovery_other", "relearn: other half"),
+           ("attack_clean_image", "image: clean"), ("attack_success_image", "image: any variant"),
+           ("attack_clean_prompt", "prompt: plain"), ("attack_success_prompt", "prompt: success@B"),
+           ("quant_recovery", "quantised: recovery"))
+
+
+def suite_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """(flat key, header) of the utility-suite tasks' scores and normalised scores, where runs have them."""
+    names = sorted({k[: -len("/score_mean")] for r in rows for k in r
+                    if k.startswith(suites.PREFIX) and k.endswith("/score_mean")})
+    return [(f"{n}/{part}", f"{n[len(suites.PREFIX):]}{suffix}") for n in names
+            for part, suffix in (("score", ""), ("normalised", " (÷ vanilla)"))]
+
+
+def attack_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    return [(ATTACK_PREFIX + key, label) for key, label in ATTACKS
+            if any(f"{ATTACK_PREFIX}{key}_mean" in r for r in rows)]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A leaderboard table column: the row key it shows, its header, how its cell reads, and the
+    row field it sorts by (``key + sort``) on the HTML page."""
+    key: str
+    header: str
+    cell: Callable[[dict, str], str]
+    sort: str = "_mean"
+
+    def text(self, row: dict) -> str:
+        return self.cell(row, self.key)
+
+    def sort_value(self, row: dict) -> float | None:
+        value = row.get(self.key + self.sort) if self.sort is not None else None
+        if value == BEST:
+            return 0.0
+        return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
+
+
+@dataclass(frozen=True)
+class Section:
+    """One table of a leaderboard: after the method and forget % columns, ``columns``."""
+    title: str
+    text: str
+    columns: list[Column]
+    level: int = 2
+
+
+def _n_seeds(row: dict, key: str) -> str:
+    return str(row["n_seeds"] or "-")
+
+
+def _source(row: dict, key: str) -> str:
+    return row["source_sha256"] or "-"
+
+
+def sections(rows: list[dict], dims: list[Dimension], information: list[tuple[str, str]] | None = None) -> list[Section]:
+    """Every table of a board, in order: the main one, "does the information remain?", "does
+    forgetting survive an adversary?" and "at equal forgetting" (where the runs have them). The
+    Markdown and the HTML leaderboards both draw these."""
+    lower = [d.label for d in dims if not d.higher_is_better]
+    direction = (f"({', '.join(lower)}: lower is better; the others: higher)" if lower else "(higher is better)")
+    main = [Column("n_seeds", "seeds", _n_seeds, ""), Column("overall", "overall", _pm),
+            Column("overall", "95 % CI", _ci, "_ci_low"), Column("overall", "p vs best", _p, "_p_vs_best")] + [
+        Column(f"{d.name}/score", f"{d.label} {'↑' if d.higher_is_better else '↓'}", _pm) for d in dims] + [
+        Column("source_sha256", "source", _source, None)]
+    out = [Section("", "Generated by `mmu-bench leaderboard` from results.json files; do not edit. Mean ± std over seeds. "
+                   "Dimension scores: each dimension's primary task score, the mean of its score measures "
+                   f"{direction}. Overall: harmonic mean of the normalised dimensions (see README). 95 % CI: bootstrap "
+                   "over seeds and people (2,000 resamples, seeded; README, \"Statistics\"). p vs best: paired t-test "
+                   "against the best method over the seeds both ran (two-sided).", main, 1)]
+    if information:
+        out.append(Section("Does the information remain?",
+                           "Forget quality: KS-test p-value of truth ratios against the reference (visual forgetting: the "
+                           "gold reference, text: the vanilla model); high = indistinguishable from it (good). Min-K%++ AUC: "
+                           "telling the task's items from never-trained people (0.5 = like never seen). PrivLeak: (AUC - "
+                           "reference AUC) / reference AUC; near 0 is best, positive = still recognisable, negative = "
+                           "over-unlearned or lost. A reference model compared with itself has no value (-). See README, "
+                           "\"Forget quality and privacy\".", [Column(k, label, _pm) for k, label in information]))
+    attacked = attack_columns(rows)
+    if attacked:
+        out.append(Section("Does forgetting survive an adversary?",
+                           "Lower is better. Relearning: fine-tuning on half the forget people's image QA; recovery = the "
+                           "share of the way back to the vanilla model's score on the other (or leaked) half; excess = minus "
+                           "the gold reference's recovery. Image: right on the clean image / on any of the perturbed ones. "
+                           "Prompt: right with the plain prompt / with any attack prompt (success@B). Quantised: recovery "
+                           "after quantising the linear layers. The gold reference's row: its own numbers under the same "
+                           "attacks (mean over seeds). See README, \"Attacks\".",
+                           [Column(k, label, _pm_any) for k, label in attacked]))
+    suite = suite_columns(rows)
+    if suite:
+        out.append(Section("General utility suites",
+                           "lmms-eval tasks (`--utility-suite`): each task's score, the mean of its metrics where higher "
+                           "is better, and that score divided by the vanilla model's (clipped to 1). They join the "
+                           "general-utility dimension, and so the overall score, only in runs made with "
+                           "`--utility-in-overall` (README, \"Utility suites\").", [Column(k, label, _pm) for k, label in suite]))
+    return out + _trade_off_sections(rows, dims)
+
+
+def to_markdown(rows: list[dict], title: str, dims: list[Dimension],
+                information: list[tuple[str, str]] | None = None) -> str:
+    lines = []
+    for section in sections(rows, dims, information):
+        heading = f"{'#' * section.level} {title if section.level == 1 else section.title}"
+        lines += ([""] if lines else []) + [heading, ""]
+        if not section.columns:
+            lines.append(section.text)
+            continue
+        header = ["method", "forget %"] + [c.header for c in section.columns]
+        lines += ([section.text, ""] if section.text else []) + [
+            "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in section_rows(section, rows):
+            cells = [_row_name(row), f"{row['forget_ratio']:g}"] + [c.text(row) for c in section.columns]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _ci(row: dict, key: str) -> str:
+    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if low is None or math.isnan(low):
+        return "-"
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def _p(row: dict, key: str) -> str:
+    p = row.get(f"{key}_p_vs_best")
+    if p is None or p == BEST:
+        return p or "-"
+    return "-" if math.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _traced(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if any(k.startswith(MATCHED) for k in r)]
+
+
+def section_rows(section: Section, rows: list[dict]) -> list[dict]:
+    """The rows a section shows: the "at equal forgetting" tables only the runs with a trajectory."""
+    return _traced(rows) if section.level == 3 else rows
+
+
+def _trade_off_sections(rows: list[dict], dims: list[Dimension]) -> list[Section]:
+    """"At equal forgetting": per level, each retention dimension where the run first reached
+    that much forgetting; then the trade-off areas."""
+    if not _traced(rows):
+        return []
+    curves = [(d.name, d.label) for d in dims if d.higher_is_better] + [("harmonic", "harmonic mean")]
+    out = [Section("At equal forgetting",
+                   "From each run's trajectory (`trajectory.jsonl`: the model scored on a seeded sample of each task at "
+                   "evenly spaced points of unlearning): each retention dimension, normalised, where the run's normalised "
+                   "visual forgetting first reaches the level (linear between points; never extrapolated). Mean ± std over "
+                   "the seeds that reached it, 95 % bootstrap CI, p vs best (paired t-test on the seeds both reached; "
+                   "**bold**: the best). See README, \"At equal forgetting\".", [])]
+    for level in trajectory.LEVELS:
+        key = f"{MATCHED}{level:g}/"
+        columns = [Column(key + "reached", "seeds reached", _matched_cell)] + [
+            Column(key + name, label, _matched_cell) for name, label in curves]
+        out.append(Section(f"Normalised forgetting {level:g}", "", columns, 3))
+    columns = [Column("max_forgetting", "max forgetting", _matched_cell)] + [
+        Column(AUC + name, label, _matched_cell) for name, label in curves]
+    out.append(Section("Trade-off area", "Area under each retention dimension against normalised forgetting "
+                       "over [0, 1], a level never reached counting 0 (1 = forgets completely, loses nothing). "
+                       "p vs best: paired t-test.", columns, 3))
+    return out
+
+
+def _matched_cell(row: dict, key: str) -> str:
+    if key.endswith("/reached"):
+        mean = row.get(f"{key}_mean")
+        return "-" if mean is None or math.isnan(mean) else f"{round(mean * row['n_seeds'])}/{row['n_seeds']}"
+    text = _pm(row, key)
+    if text == "-":
+        return "not reached" if key.startswith(MATCHED) else text
+    if row.get(f"{key}_ci_low") is not None:
+        text += f" {_ci(row, key)}"
+    p = _p(row, key)
+    if p == "best":
+        return f"**{text}**"
+    return f"{text} p={p}" if p != "-" else text
+
+
+def _pm_any(row: dict, key: str) -> str:
+    """Mean ± std, with the std shown whenever there is one (a reference row's attack numbers
+    are over seeds)."""
+    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+    if mean is None or math.isnan(mean):
+        return "-"
+    return f"{mean:.3f} ± {std:.3f}" if std else f"{mean:.3f}"
+
+
+def build(roots: list[str], out_dir: str, with_plot: bool = True) -> tuple[list[Path], list[str], Collected]:
+    """Write the leaderboard files (per board a CSV, Markdown and plots; index.html for them all);
+    returns them, the notes and what was collected."""
+    from mmu_bench.reporting import leaderboard_page
+
+    collected = collect(roots)
+    boards, notes = build_rows(collected.runs, collected.attacks, collected.trajectories)
+    written, sections_html = [], []
+    out = Path(out_dir)
+    for (bench, model), rows in sorted(boards.items()):
+        stem = f"{safe_name(bench)}__{safe_name(model)}"
+        title = f"{bench} / {model}"
+        runs = [r for r in collected.runs if (r.benchmark["name"], r.model["name"]) == (bench, model)]
+        dims = dimensions(runs)
+        information = information_columns(runs, dims)
+        atomic_write_text(out / f"{stem}.csv", to_csv(rows, dims))
+        atomic_write_text(out / f"{stem}.md", to_markdown(rows, title, dims, information))
+        written += [out / f"{stem}.csv", out / f"{stem}.md"]
+        plots = []
+        if with_plot:
+            from mmu_bench.reporting.plots import plot, plot_trade_off
+
+            plot(rows, out / f"{stem}.png", title, dims)
+            plots.append(f"{stem}.png")
+            if plot_trade_off(rows, out / f"{stem}__trade_off.png", title, dims):
+                plots.append(f"{stem}__trade_off.png")
+            written += [out / p for p in plots]
+        sections_html.append((stem, title, leaderboard_page.board(title, stem, rows, dims, information, plots,
+                                                                  collected.folders, out)))
+    if sections_html:
+        atomic_write_text(out / leaderboard_page.INDEX_FILE, leaderboard_page.render(sections_html))
+        written.append(out / leaderboard_page.INDEX_FILE)
+    return written, notes, collected
