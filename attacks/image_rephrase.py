@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from mmu_bench.api.attack import AnyOf, Attack, AttackConfig, rate, right
+from mmu_bench.api import AnyOf, Attack, AttackConfig, rate, right
 
 VARIANTS = ("noise", "brightness", "contrast", "rescale", "crop", "blur", "occlusion")
 
@@ -88,6 +88,9 @@ class ImageRephrase(Attack):
     description = "the same questions on perturbed forget images: right on any of the variants"
     Config = ImageRephraseConfig
     columns = ("attack_success_image", "attack_clean_image")
+    labels = {"attack_clean_image": "image: clean", "attack_success_image": "image: any variant"}
+    explain = "Image: right on the clean image / on any of the perturbed ones."
+    order = 2
 
     def run(self, target):
         recovered = AnyOf(r["item_id"] for r in target.records)

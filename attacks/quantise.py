@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mmu_bench.api.attack import Attack, AttackConfig, recovery
-from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.api import Attack, AttackConfig, MMUBenchError, recovery
 
 SCHEMES = ("auto", "int8_dynamic", "nf4", "rtn")
 
@@ -94,6 +93,9 @@ class Quantise(Attack):
     description = "quantise the linear layers (int8 on CPU, NF4 on CUDA, or RTN) and re-score"
     Config = QuantiseConfig
     columns = ("quant_recovery",)
+    labels = {"quant_recovery": "quantised: recovery"}
+    explain = "Quantised: recovery after quantising the linear layers."
+    order = 4
 
     def scheme(self, device) -> str:
         if self.config.scheme != "auto":

@@ -17,7 +17,7 @@ Defaults are the reference setting for 7B models (lr 2e-5, one epoch, batch 4);
 import math
 from dataclasses import dataclass
 
-from mmu_bench.api.attack import Attack, AttackConfig, number, of_entities, recovery
+from mmu_bench.api import Attack, AttackConfig, number, of_entities, recovery
 
 
 @dataclass
@@ -41,6 +41,12 @@ class Relearn(Attack):
     description = "fine-tune on half the forget people's images, then re-score both halves"
     Config = RelearnConfig
     columns = ("relearn_recovery_excess_other", "relearn_recovery_excess_leaked", "relearn_recovery_other")
+    labels = {"relearn_recovery_excess_other": "relearn: other half, excess",
+              "relearn_recovery_excess_leaked": "relearn: leaked half, excess",
+              "relearn_recovery_other": "relearn: other half"}
+    explain = ("Relearning: fine-tuning on half the forget people's image QA; recovery = the share of the way back to "
+               "the vanilla model's score on the other (or leaked) half; excess = minus the gold reference's recovery.")
+    order = 1
 
     def run(self, target):
         c = self.config

@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import itertools
 
-from mmu_bench.measures.information import record_truth_ratio
-from mmu_bench.measures.mia import ATTACKS, auc
 from scipy.stats import ks_2samp
 
 from mmu_bench.data import synth
 from mmu_bench.harness.evaluate import EvalSettings, evaluate
+from mmu_bench.measures.information import record_truth_ratio
+from mmu_bench.measures.mia import ATTACKS, auc
 from mmu_bench.models.tiny import TinyLlavaProvider
 from mmu_bench.spec.tasks import load_tasks
 

@@ -15,7 +15,6 @@ import statistics
 from pathlib import Path
 
 from mmu_bench.attacks.relearn import Relearn, RelearnConfig
-
 from mmu_bench.harness import attacks as attacking
 from mmu_bench.harness.run import load_unlearned, open_session
 from mmu_bench.runs import results

@@ -1,9 +1,7 @@
 """Multiple-choice accuracy, two ways (MLLMU-Bench scores the first; the harness's task score
 uses the second, which needs no output parsing)."""
 
-from mmu_bench.api.measure import ItemMeasure
-from mmu_bench.api.metrics import loglik_choice, mc_correct
-from mmu_bench.api.schema import LETTERS
+from mmu_bench.api import LETTERS, ItemMeasure, loglik_choice, mc_correct
 
 
 class MCAccuracy(ItemMeasure):

@@ -1,7 +1,6 @@
 """Cloze accuracy, as MLLMU-Bench scores it."""
 
-from mmu_bench.api.measure import ItemMeasure
-from mmu_bench.api.metrics import cloze_correct
+from mmu_bench.api import ItemMeasure, cloze_correct
 
 
 class ClozeAccuracy(ItemMeasure):

@@ -15,8 +15,7 @@ import math
 
 from scipy.stats import ks_2samp
 
-from mmu_bench.api.measure import ItemMeasure, Measure, NotApplicable, Value
-from mmu_bench.api.schema import LETTERS
+from mmu_bench.api import LETTERS, ItemMeasure, Measure, NotApplicable, Value
 
 
 def truth_ratio(option_logprobs: list[float], correct: int) -> float:
@@ -90,6 +89,9 @@ class ForgetQuality(Measure):
     higher_is_better = True
     options = {"against": "gold"}
     table = "information"
+    label = "forget quality"
+    explain = ("Forget quality: KS-test p-value of truth ratios against the reference (visual forgetting: the gold "
+               "reference, text: the vanilla model); high = indistinguishable from it (good).")
 
     def __init__(self, **options):
         super().__init__(**options)

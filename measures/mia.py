@@ -27,9 +27,7 @@ import zlib
 
 from scipy.stats import mannwhitneyu
 
-from mmu_bench.api.measure import Measure, NotApplicable, Value
-from mmu_bench.api.schema import LETTERS
-from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.api import LETTERS, Measure, MMUBenchError, NotApplicable, Value
 
 MIN_K = 0.4  # open-unlearning's TOFU setting
 
@@ -138,6 +136,8 @@ class MinKAUC(_AUC):
 
 class MinKPlusPlusAUC(_AUC):
     name, attack, description = "mia_auc_min_k_pp", "min_k_pp", "MIA AUC, Min-K%++ (k = 0.4)"
+    label = "Min-K%++ AUC"
+    explain = "Min-K%++ AUC: telling the task's items from never-trained people (0.5 = like never seen)."
 
 
 class LossPrivLeak(_PrivLeak):
@@ -154,3 +154,6 @@ class MinKPrivLeak(_PrivLeak):
 
 class MinKPlusPlusPrivLeak(_PrivLeak):
     name, attack, description = "privleak_min_k_pp", "min_k_pp", "PrivLeak, Min-K%++"
+    label = "PrivLeak Min-K%++"
+    explain = ("PrivLeak: (AUC - reference AUC) / reference AUC; near 0 is best, positive = still recognisable, "
+               "negative = over-unlearned or lost.")

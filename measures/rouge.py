@@ -2,8 +2,7 @@
 headline), and the other generation metrics the real benchmarks' own code reports, which their
 protocols add (``protocols/``)."""
 
-from mmu_bench.api.measure import ItemMeasure
-from mmu_bench.api.metrics import bleu, rouge
+from mmu_bench.api import ItemMeasure, bleu, rouge
 
 
 class _Generation(ItemMeasure):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from mmu_bench.baselines.idk import tofu_refusal
+
 from mmu_bench.encoding import IGNORE, to_device
 from mmu_bench.errors import MMUBenchError
 from mmu_bench.losses import label_logprobs, model_inputs, nll

@@ -15,6 +15,7 @@ hparams/mllmu.yaml and clear.yaml set the reference's (sum, all); MMU-Synth keep
 from dataclasses import dataclass
 
 import torch
+
 from mmu_bench.losses import KL_REDUCTIONS, kl_from_reference, model_inputs, nll, nll_from_logits
 from mmu_bench.method import MethodConfig, UnlearningMethod
 

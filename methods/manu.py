@@ -54,6 +54,7 @@ import re
 from dataclasses import dataclass
 
 import torch
+
 from mmu_bench.context import EncodedSet
 from mmu_bench.encoding import to_device
 from mmu_bench.method import MethodConfig, UnlearningMethod

@@ -57,13 +57,12 @@ import time
 import warnings
 from dataclasses import dataclass
 
+from mmu_bench import saliency
 from mmu_bench.encoding import to_device
 from mmu_bench.errors import MMUBenchError
 from mmu_bench.losses import nll
 from mmu_bench.method import MethodConfig, UnlearningMethod
 from mmu_bench.train import Stepper, progress_bar, total_steps
-
-from mmu_bench import saliency
 
 
 @dataclass

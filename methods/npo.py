@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from mmu_bench.losses import nll
 from mmu_bench.method import MethodConfig, UnlearningMethod
 

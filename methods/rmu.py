@@ -46,6 +46,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
+
 from mmu_bench.encoding import IGNORE
 from mmu_bench.losses import model_inputs
 from mmu_bench.method import MethodConfig, UnlearningMethod

@@ -44,13 +44,13 @@ import time
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
+
+from mmu_bench import saliency
 from mmu_bench.encoding import to_device
 from mmu_bench.losses import joint_nll, nll
 from mmu_bench.method import MethodConfig, UnlearningMethod
 from mmu_bench.train import make_optimizer
-from tqdm.auto import tqdm
-
-from mmu_bench import saliency
 
 
 @dataclass

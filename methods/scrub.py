@@ -27,6 +27,7 @@ reference's student trains in train mode, its teacher in eval mode). With a fres
 from dataclasses import dataclass
 
 import torch
+
 from mmu_bench.encoding import to_device
 from mmu_bench.losses import kl_from_reference, model_inputs, nll_from_logits
 from mmu_bench.method import MethodConfig, UnlearningMethod

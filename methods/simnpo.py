@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from mmu_bench.losses import nll, sequence_nll
 from mmu_bench.method import MethodConfig, UnlearningMethod
 

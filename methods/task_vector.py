@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
 from mmu_bench.encoding import to_device
 from mmu_bench.losses import nll
 from mmu_bench.method import MethodConfig, UnlearningMethod

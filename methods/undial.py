@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from mmu_bench.encoding import IGNORE
 from mmu_bench.losses import model_inputs, nll
 from mmu_bench.method import MethodConfig, UnlearningMethod

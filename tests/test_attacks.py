@@ -8,13 +8,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
+
+from mmu_bench.api.attack import Target, recovery, right
 from mmu_bench.attacks.image_rephrase import VARIANTS, ImageRephrase, ImageRephraseConfig, item_rng, perturb
 from mmu_bench.attacks.prompt import PromptAttack, PromptConfig
 from mmu_bench.attacks.quantise import int8_dynamic
 from mmu_bench.attacks.relearn import Relearn
-from PIL import Image
-
-from mmu_bench.api.attack import Target, recovery, right
 from mmu_bench.cli import main
 from mmu_bench.core.errors import MMUBenchError
 from mmu_bench.harness import attacks as attacking

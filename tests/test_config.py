@@ -1,9 +1,9 @@
 import pytest
 import yaml
-from mmu_bench.methods.npo import NPO
 
 from mmu_bench.cli import build_config, make_parser
 from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.methods.npo import NPO
 from mmu_bench.spec import hparams
 from mmu_bench.spec.config import RunConfig, method_config
 

@@ -7,6 +7,9 @@ import random
 import textwrap
 
 import pytest
+
+from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.harness import score as scoring
 from mmu_bench.measures.information import ForgetQuality, TruthRatioForget, TruthRatioRetain, truth_ratio
 from mmu_bench.measures.mia import (
     MinKPlusPlusAUC,
@@ -18,9 +21,6 @@ from mmu_bench.measures.mia import (
     privleak,
     zlib_score,
 )
-
-from mmu_bench.core.errors import MMUBenchError
-from mmu_bench.harness import score as scoring
 from mmu_bench.spec.tasks import load_tasks
 
 

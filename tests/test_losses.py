@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
-from mmu_bench.methods.npo import npo_loss
 
 from mmu_bench.api.encoding import IGNORE
 from mmu_bench.api.losses import label_logprobs
+from mmu_bench.methods.npo import npo_loss
 
 
 def test_label_logprobs_by_hand():

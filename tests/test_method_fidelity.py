@@ -365,9 +365,8 @@ def test_idk_joint_token_mean_and_separate_means_by_hand():
 
 
 def test_tofu_refusals_are_drawn_per_item_from_the_seed(bench):
-    from mmu_bench.methods.idk import tofu_refusal
-
     from mmu_bench.api.refusals import TOFU
+    from mmu_bench.methods.idk import tofu_refusal
 
     assert len(TOFU) == 100 and TOFU[0] == "I'm not certain about that." and TOFU[-1] == "I'm not sure I can help with that."
     ids = [f"item-{i}" for i in range(40)]

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from mmu_bench.methods.dpo import dpo_loss
-from mmu_bench.methods.scrub import SCRUB, distill_kl, schedule, scrub_loss
-from mmu_bench.methods.undial import adjusted_logits, undial_loss
 
 from mmu_bench.api.context import MethodData, UnlearningContext
 from mmu_bench.api.encoding import IGNORE
 from mmu_bench.cli import main
+from mmu_bench.methods.dpo import dpo_loss
+from mmu_bench.methods.scrub import SCRUB, distill_kl, schedule, scrub_loss
+from mmu_bench.methods.undial import adjusted_logits, undial_loss
 from small import SMALL
 
 

@@ -8,10 +8,17 @@ with a default) and one method:
 The harness calls ``run`` on the unlearned model and, once per seed (cached), on the gold
 reference (the model that never learned the forget entities: the visual oracle where there is
 one, else the oracle). ``compare(unlearned, gold)`` may add numbers that need both (e.g. the
-recovery in excess of the gold reference's); ``columns`` names the numbers tables and
-leaderboards show, lower being better for the unlearned model. Register an attack under the
-entry-point group ``mmu_bench.attacks``, or pass ``path/to/file.py:Class`` or
-``package.module:Class`` to ``--attack``.
+recovery in excess of the gold reference's). What an attack declares for the tables:
+
+    columns     the numbers table.md, report.html and the leaderboard's CSV show, lower being
+                better for the unlearned model
+    labels      column -> its header on the leaderboard's Markdown and HTML tables, in order
+                (the columns they show; the others are in the CSV only)
+    explain     the sentence the leaderboard's attack section says of it (how to read its columns)
+    order       where its columns come among the attacks' (lower first; then by name)
+
+Register an attack under the entry-point group ``mmu_bench.attacks``, or pass
+``path/to/file.py:Class`` or ``package.module:Class`` to ``--attack``.
 
 Everything an attack may touch comes through the ``Target``: the model (never change it in
 place: ``target.copy_model()``), the attacked task's rows, evaluation and scoring as the harness
@@ -40,6 +47,9 @@ class Attack:
     description: ClassVar[str] = ""
     Config: ClassVar[type[AttackConfig]] = AttackConfig
     columns: ClassVar[tuple[str, ...]] = ()  # the headline numbers (lower is better for the unlearned model)
+    labels: ClassVar[dict[str, str]] = {}
+    explain: ClassVar[str] = ""
+    order: ClassVar[int] = 100
 
     def __init__(self, config: AttackConfig | None = None):
         self.config = config if config is not None else self.Config()

@@ -1,14 +1,64 @@
-"""The canonical benchmark every adapter produces, whatever its source."""
+"""THE PUBLIC PLUGIN CONTRACT for benchmark adapters, and the canonical benchmark every adapter
+produces, whatever its source.
+
+An adapter is a subclass of ``BenchmarkAdapter`` with a ``name`` and one method:
+
+    load(forget_ratio, **options) -> Benchmark     canonical rows (``mmu_bench.api.schema``) split
+                                                   into forget / retain / general / holdout
+
+``--benchmark-arg KEY=VALUE`` options reach ``load`` as keyword arguments; ``check`` is called with
+the same arguments before any work (by default it checks the forget ratio against
+``forget_ratios`` and the options against ``load``'s signature): raise ``ValueError`` naming the
+option. What the adapter declares:
+
+    name           its name on the command line, in results and on leaderboards
+    description    a few words for ``mmu-bench list``
+    version        bump it when the rows it produces change
+    forget_ratios  the forget splits it has, in percent (empty: any)
+    protocol       how its own authors ask and score (``mmu_bench.spec.protocol``): a shipped
+                   protocol's name (``harness``, ``mllmu``, ``clear``) or a protocol YAML file,
+                   relative to the adapter's own file; ``--protocol auto`` follows it
+    hparams        its methods' default hyperparameters: a shipped file's name (``mmu-synth``)
+                   or a YAML file relative to the adapter's file; None: the methods' own defaults
+
+Adapters are registered under the entry-point group ``mmu_bench.benchmarks`` (the built-in ones
+too), or given to ``--benchmark`` as ``package.module:Class`` or ``path/to/file.py:Class``.
+"""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
-import datasets
+if TYPE_CHECKING:  # pragma: no cover
+    import datasets
 
 # What unlearning methods train on: free-form question-answer pairs, as in MLLMU-Bench's
 # forget and retain sets (the other formats are for scoring).
 QA_FORMAT = "generation"
+
+
+class BenchmarkAdapter:
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    forget_ratios: ClassVar[tuple[float, ...]] = ()
+    protocol: ClassVar[str] = "harness"
+    hparams: ClassVar[str | None] = None
+
+    def load(self, forget_ratio: float, **options) -> Benchmark:
+        raise NotImplementedError(f"{type(self).__name__} must implement load()")
+
+    def check(self, forget_ratio: float, **options) -> None:
+        """Raise ValueError when ``load`` would refuse these arguments; no data is read."""
+        if self.forget_ratios and forget_ratio not in self.forget_ratios:
+            raise ValueError(f"forget ratio {forget_ratio!r} is not one of {self.name}'s splits "
+                             f"{tuple(self.forget_ratios)}")
+        try:
+            inspect.signature(self.load).bind(forget_ratio, **options)
+        except TypeError as exc:
+            raise ValueError(f"{exc} (--benchmark-arg)") from None
 
 
 @dataclass

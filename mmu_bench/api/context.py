@@ -12,7 +12,7 @@ import torch
 
 from mmu_bench.api.encoding import collate, encode_many
 from mmu_bench.api.prompts import user_text
-from mmu_bench.harness.distributed import slice_of
+from mmu_bench.core.processes import slice_of
 
 
 class EncodedSet:

@@ -46,8 +46,15 @@ What a measure declares:
     options           the options a task's YAML may set, with their defaults
                       (``{measure: forget_quality, against: gold}``); the instance reads them in
                       ``self.options`` and may set ``references`` / ``other_tasks`` from them
-    table             "main" (the accuracy table) or "information" (the second table of
-                      table.md: does the information remain?)
+    table             the table that shows it: "main" (the accuracy table), "information" (does
+                      the information remain?) or a table of its own, named by this title;
+                      table.md, report.html and the leaderboard's CSV show every measure of a
+                      table, each table in a section of its own
+    label             its header on the leaderboard's Markdown and HTML tables (after the
+                      dimension's label, on each dimension's primary task that reports it);
+                      empty: the leaderboard's CSV only
+    explain           the sentence the leaderboard's section says of it, with its label: what
+                      the number means and which way is good
 
 A measure that cannot be computed on a run (no holdout items, no gold reference, no perturbed
 answers) raises ``NotApplicable(reason)``: the value is recorded as absent with the reason,
@@ -183,6 +190,8 @@ class Measure:
     other_tasks: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[dict[str, Any]] = {}
     table: ClassVar[str] = "main"
+    label: ClassVar[str] = ""
+    explain: ClassVar[str] = ""
 
     def __init__(self, **options):
         unknown = sorted(set(options) - set(type(self).options))

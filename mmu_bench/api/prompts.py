@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mmu_bench.api.schema import LETTERS
 
 
@@ -53,3 +55,14 @@ def training_pairs(row: dict, prompts: dict) -> list[tuple[str, str]]:
     if row["format"] == "multiple_choice":
         pairs.append((user_text(row, prompts, "option_loglik"), row["options"][LETTERS.index(row["answer"])]))
     return pairs
+
+
+def default_prompts(directory: Path | None = None) -> dict:
+    """The shared prompt block (from ``_base.yaml``), used to fine-tune models in the same format."""
+    from importlib import resources
+
+    from mmu_bench.core.storage import read_yaml_mapping
+
+    folder = directory or Path(str(resources.files("mmu_bench._tasks")))
+    spec = read_yaml_mapping(folder / "_base.yaml", "task file")
+    return {key: spec[key] for key in ("prompt_version", "prompts", "blank", "formats")}

@@ -12,7 +12,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 from mmu_bench.core import integrity, shipped
 from mmu_bench.core.errors import UnknownNameError
@@ -30,19 +30,42 @@ class LoadedModel:
     recipe_hash: str  # identifies the weights ("" for a checkpoint)
 
 
-@runtime_checkable
-class ModelProvider(Protocol):
-    """What the harness needs of a model (``--model``): its reference models by role, and
-    checkpoints unlearned elsewhere."""
+class ModelProvider:
+    """THE PUBLIC PLUGIN CONTRACT for models (``--model``): a model family or preset, its
+    reference models by role, and checkpoints unlearned elsewhere.
 
-    name: str
-    roles: tuple[str, ...]
+    What a provider declares: ``name`` (on the command line and in results), ``description`` (for
+    ``mmu-bench list``), ``version``, ``roles`` (the reference models it has: ``vanilla`` first,
+    then models that never learned the forget people, ``oracle``, ``visual_oracle``) and
+    ``takes_source`` (True: named ``<name>:<hub name or folder>`` on the command line; the source
+    reaches ``__init__`` as ``path``). ``--model-arg KEY=VALUE`` options reach ``__init__`` as
+    keyword arguments (with ``progress``): reject unknown or ill-typed ones there, naming them.
+    Register a provider under the entry-point group ``mmu_bench.models``, or give
+    ``package.module:Class`` or ``path/to/file.py:Class`` to ``--model``. ``CachedProvider``
+    trains and caches its reference models the way the built-in ones do."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    roles: ClassVar[tuple[str, ...]] = ("vanilla", "oracle")
+    takes_source: ClassVar[bool] = False
+
+    def __init__(self, progress: bool = True, **options):
+        if options:
+            raise ValueError(f"unknown option(s) {', '.join(sorted(options))}")
+        self.progress = progress
+
+    def check_sources(self) -> None:
+        """Raise MMUBenchError when a local folder the provider was given does not exist (asked
+        before any work)."""
 
     def path(self, role: str, benchmark) -> Path:
         """Where ``role``'s weights live for ``benchmark``; never loads or trains anything."""
+        raise NotImplementedError
 
     def recipe_hash(self, role: str, benchmark) -> str:
         """A short identity of ``role``'s weights, computed without loading or training."""
+        raise NotImplementedError
 
     def load(self, role: str, benchmark=None, sides: tuple[str, ...] = ("language",)) -> LoadedModel:
         """``role``'s model for ``benchmark``, trained and cached first when missing. ``sides``:
@@ -50,19 +73,18 @@ class ModelProvider(Protocol):
         tower and projector; ``UnlearningMethod.trainable_sides``). A provider that trains part
         of the model (a LoRA adapter) must make at least these trainable; one that trains every
         parameter may ignore it."""
+        raise NotImplementedError
 
     def load_checkpoint(self, path: str, benchmark) -> LoadedModel:
         """A model unlearned elsewhere (``mmu-bench eval --checkpoint``)."""
+        raise NotImplementedError
 
 
-class CachedProvider:
+class CachedProvider(ModelProvider):
     """Reference models trained by the harness and cached under
     ``home()/models/<name>/<role>-<digest of key(role, benchmark)>``, with a ``recipe.json``
     written last (a folder without one was never finished) and the digests of its files
     (``integrity``: a damaged folder is moved aside and trained again)."""
-
-    name: str = ""
-    roles: tuple[str, ...] = ("vanilla", "oracle")
 
     def key(self, role: str, benchmark) -> dict:
         """What decides ``role``'s weights (recipe, data, prompts): its digest names the folder."""

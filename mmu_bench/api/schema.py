@@ -7,13 +7,19 @@ evaluation rows use the same columns.
 
 from __future__ import annotations
 
-import datasets
-
 MODALITIES = ("image", "text")
 FORMATS = ("multiple_choice", "cloze", "generation")
 LETTERS = ("A", "B", "C", "D")
 
-FEATURES = datasets.Features(
+
+def __getattr__(name: str):
+    # FEATURES is built on first use: reading a results file or listing plugins needs the
+    # constants above, not the datasets library.
+    if name != "FEATURES":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import datasets
+
+    globals()["FEATURES"] = features = datasets.Features(
     {
         "item_id": datasets.Value("string"),
         "entity_id": datasets.Value("string"),  # "" for entity-free general questions (real celebrities keep theirs)
@@ -25,8 +31,9 @@ FEATURES = datasets.Features(
         "question": datasets.Value("string"),
         "options": datasets.Sequence(datasets.Value("string")),  # letters A.. by position
         "answer": datasets.Value("string"),  # a letter for multiple choice
-    }
-)
+    })
+    return features
+
 
 
 class SchemaError(ValueError):

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from mmu_bench.api.encoding import to_device
 from mmu_bench.api.method import Batches, MethodConfig, UnlearningMethod
 from mmu_bench.core.errors import MMUBenchError
-from mmu_bench.harness.distributed import is_main
+from mmu_bench.core.processes import is_main
 
 
 def total_steps(config: MethodConfig, forget_size: int) -> int:

@@ -65,7 +65,7 @@ from collections import Counter
 
 import numpy as np
 
-from mmu_bench.api.schema import LETTERS, SchemaError
+from mmu_bench.api import LETTERS, Benchmark, BenchmarkAdapter, SchemaError
 from mmu_bench.data import source as shared
 from mmu_bench.data.source import (
     cache_key,
@@ -82,6 +82,7 @@ from mmu_bench.data.source import (
 BENCH = "CLEAR"
 NAME = "clear"
 FORGET_RATIOS = (1, 5, 10)
+OPTIONS = ("source", "seed", "perturbed", "revision", "cache_dir")
 # The caption questions of CLEAR's code (mm/dataset.py, IMAGE_CAPTION_QUESTIONS; MMUnlearner's
 # CLEAR_process.py has the same nine): each caption item asks one, drawn from the seed.
 CAPTION_QUESTIONS = (
@@ -100,13 +101,33 @@ NAME_CLOZE = "The name of the person in the image is __."
 TOFU_BLOCK = 20
 
 
+class CLEAR(BenchmarkAdapter):
+    """``clear``: CLEAR (see the module docstring)."""
+
+    name = NAME
+    description = "CLEAR (Dontsov et al. 2024): fictitious authors, their faces and TOFU texts; hub or local folder"
+    forget_ratios = FORGET_RATIOS
+    protocol = "clear"
+    hparams = "clear"
+
+    def check(self, forget_ratio: float, **options) -> None:
+        validate(forget_ratio, **options)
+
+    def load(self, forget_ratio: float = 5, **options) -> Benchmark:
+        return load(forget_ratio, **options)
+
+
+def validate(forget_ratio=5, **options) -> int:
+    """What ``load`` checks before reading anything (the options it knows, the forget ratio);
+    returns the forget ratio."""
+    check_options({k: v for k, v in options.items() if k not in OPTIONS}, BENCH, OPTIONS)
+    return check_ratio(forget_ratio, FORGET_RATIOS, BENCH)
+
+
 def load(forget_ratio=5, source: str = "therem/CLEAR", seed: int = 0, perturbed: bool = True,
          revision: str | None = None, cache_dir: str | None = None, **options):
     """CLEAR as a canonical Benchmark (see the module docstring)."""
-    from mmu_bench.api.benchmark import Benchmark
-
-    check_options(options, BENCH, ("source", "seed", "perturbed", "revision", "cache_dir"))
-    ratio = check_ratio(forget_ratio, FORGET_RATIOS, BENCH)
+    ratio = validate(forget_ratio, **options)
     names = {"forget": f"forget{ratio:02d}", "retain": f"retain{100 - ratio}"}
     names.update({f"{role}_text": f"{names[role]}+tofu" for role in ("forget", "retain")})
     names.update(real_faces="real_faces", real_world="real_world")

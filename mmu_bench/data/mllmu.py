@@ -55,7 +55,7 @@ import re
 
 import datasets
 
-from mmu_bench.api.schema import LETTERS, SchemaError
+from mmu_bench.api import LETTERS, Benchmark, BenchmarkAdapter, SchemaError
 from mmu_bench.data.source import __file__ as source_module
 from mmu_bench.data.source import (
     cache_key,
@@ -74,6 +74,7 @@ BENCH = "MLLMU-Bench"
 NAME = "mllmu"
 FORGET_RATIOS = (5, 10, 15)
 TRAIN_CONFIGS = ("ft_Data", "Full_Set")
+OPTIONS = ("source", "train_config", "derive_text", "test_images", "seed", "revision", "cache_dir")
 TYPES = {"Image_Textual": "image", "Pure_Text": "text"}
 # Which Test_Set image a question is asked on: "row", one image per row for all its questions
 # (drawn from the seed), as MLLMU-Bench's eval does (it draws unseeded); "question", image k of
@@ -81,21 +82,39 @@ TYPES = {"Image_Textual": "image", "Pure_Text": "text"}
 TEST_IMAGES = ("row", "question")
 PERSON = re.compile(r"\b(this|the) (person|individual)\b", re.IGNORECASE)
 
-# ---- MLLMU-Bench ----
+class MLLMUBench(BenchmarkAdapter):
+    """``mllmu``: MLLMU-Bench (see the module docstring)."""
 
-def load(forget_ratio=5, source: str = "MLLMMU/MLLMU-Bench", train_config: str = "ft_Data",
-         derive_text: bool = True, test_images: str = "row", seed: int = 0, revision: str | None = None,
-         cache_dir: str | None = None, **options):
-    """MLLMU-Bench as a canonical Benchmark (see the module docstring)."""
-    from mmu_bench.api.benchmark import Benchmark
+    name = NAME
+    description = "MLLMU-Bench (Liu et al. 2024): fictitious profiles and real celebrities; hub or local folder"
+    forget_ratios = FORGET_RATIOS
+    protocol = "mllmu"
+    hparams = "mllmu"
 
-    check_options(options, BENCH, ("source", "train_config", "derive_text", "test_images", "seed", "revision",
-                                   "cache_dir"))
+    def check(self, forget_ratio: float, **options) -> None:
+        validate(forget_ratio, **options)
+
+    def load(self, forget_ratio: float = 5, **options) -> Benchmark:
+        return load(forget_ratio, **options)
+
+
+def validate(forget_ratio=5, train_config: str = "ft_Data", test_images: str = "row", **options) -> int:
+    """What ``load`` checks before reading anything: the options it knows, the forget ratio and the
+    options' values; returns the forget ratio."""
+    check_options({k: v for k, v in options.items() if k not in OPTIONS}, BENCH, OPTIONS)
     ratio = check_ratio(forget_ratio, FORGET_RATIOS, BENCH)
     if train_config not in TRAIN_CONFIGS:
         raise ValueError(f"{BENCH}: train_config must be one of {TRAIN_CONFIGS}, got {train_config!r}")
     if test_images not in TEST_IMAGES:
         raise ValueError(f"{BENCH}: test_images must be one of {TEST_IMAGES}, got {test_images!r}")
+    return ratio
+
+
+def load(forget_ratio=5, source: str = "MLLMMU/MLLMU-Bench", train_config: str = "ft_Data",
+         derive_text: bool = True, test_images: str = "row", seed: int = 0, revision: str | None = None,
+         cache_dir: str | None = None, **options):
+    """MLLMU-Bench as a canonical Benchmark (see the module docstring)."""
+    ratio = validate(forget_ratio, train_config=train_config, test_images=test_images, **options)
     names = {"forget": f"forget_{ratio}", "retain": f"retain_{100 - ratio}", "test": "Test_Set",
              "general": "Retain_Set", "train": train_config}
     data = {role: read_config(source, config, BENCH, revision, cache_dir) for role, config in names.items()}

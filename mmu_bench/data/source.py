@@ -13,8 +13,8 @@ import datasets
 import PIL.Image
 from datasets.arrow_writer import ArrowWriter
 
+from mmu_bench.api import is_local
 from mmu_bench.api.schema import FEATURES, SchemaError, validate_row
-from mmu_bench.core.storage import is_local
 
 # Real benchmarks' rows also carry, where the source has them, a paraphrased answer and
 # perturbed answers (CLEAR's captions): the truth ratio scores them (measures/information.py).
@@ -138,16 +138,15 @@ def write_cached(name: str, key: str, parts: dict) -> tuple[dict, str, Path]:
     The fingerprint digests every row but its ``split``, in no particular order: the same data
     gives the same fingerprint whatever the forget ratio, so a vanilla model is shared by all
     ratios, and any change to what is trained or scored changes it."""
-    from mmu_bench.core import integrity
-    from mmu_bench.core.storage import home, staging_dir
+    from mmu_bench.api import home, seal, staging_dir, usable
 
     path = home() / "data" / name / key
-    if not integrity.usable(path, f"converted {name} data"):
+    if not usable(path, f"converted {name} data"):
         try:
             with staging_dir(path) as tmp:
                 digests = {part: _write(tmp / f"{part}.arrow", rows()) for part, rows in parts.items()}
                 (tmp / "fingerprint.json").write_text(json.dumps(digests, sort_keys=True))
-                integrity.seal(tmp)
+                seal(tmp)
         except FileExistsError:
             pass  # written meanwhile by another process: same key, same rows
     digests = json.loads((path / "fingerprint.json").read_text())

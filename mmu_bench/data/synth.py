@@ -32,16 +32,24 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
 
-from mmu_bench.api.schema import FEATURES, LETTERS
+from mmu_bench.api import (
+    LETTERS,
+    Benchmark,
+    BenchmarkAdapter,
+    add_split_column,
+    coerce,
+    home,
+    seal,
+    staging_dir,
+    typed_dataclass,
+    usable,
+)
+from mmu_bench.api.schema import FEATURES
 from mmu_bench.data.render import COLOURS, SHAPES, TEXTURES, Identity, render
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mmu_bench.api.benchmark import Benchmark
 
 GENERATOR_VERSION = "2"  # 2: holdout people
 FORGET_RATIOS = (5, 10, 15)
@@ -396,27 +404,40 @@ def _general_images(builder: _Builder, count: int, exclude: set, rng, size: int,
         made += 1
 
 
+class MMUSynth(BenchmarkAdapter):
+    """``mmu-synth``: the embedded benchmark (see the module docstring)."""
+
+    name = "mmu-synth"
+    description = "the embedded benchmark: fictitious people generated from a seed, nothing downloaded"
+    forget_ratios = FORGET_RATIOS
+    protocol = "harness"
+    hparams = "mmu-synth"
+
+    def check(self, forget_ratio: float, **options) -> None:
+        synth_config(forget_ratio, **options)
+
+    def load(self, forget_ratio: float = 10, **options) -> Benchmark:
+        return load(forget_ratio, **options)
 
 
-def load(forget_ratio: float = 10, num_entities: int = 100, data_seed: int = 0, **options) -> Benchmark:
-    """MMU-Synth as a canonical Benchmark, generated on first use and cached on disk."""
-    from mmu_bench.api.benchmark import Benchmark, add_split_column
-    from mmu_bench.core import integrity
-    from mmu_bench.core.storage import home, staging_dir
-
+def synth_config(forget_ratio: float, num_entities: int = 100, data_seed: int = 0, **options) -> SynthConfig:
+    """What ``--benchmark-arg`` options ask MMU-Synth to generate; errors name the option."""
     if forget_ratio not in FORGET_RATIOS:
         raise ValueError(f"forget ratio {forget_ratio!r} is not one of MMU-Synth's splits {FORGET_RATIOS}")
-    from mmu_bench.spec.config import coerce, typed_dataclass
+    return typed_dataclass(SynthConfig, {"num_entities": coerce(num_entities, int, "--benchmark-arg num_entities"),
+                                         "seed": coerce(data_seed, int, "--benchmark-arg data_seed"), **options},
+                           "MMU-Synth", "--benchmark-arg")
 
-    config = typed_dataclass(SynthConfig, {"num_entities": coerce(num_entities, int, "--benchmark-arg num_entities"),
-                                           "seed": coerce(data_seed, int, "--benchmark-arg data_seed"), **options},
-                             "MMU-Synth", "--benchmark-arg")
+
+def load(forget_ratio: float = 10, **options) -> Benchmark:
+    """MMU-Synth as a canonical Benchmark, generated on first use and cached on disk."""
+    config = synth_config(forget_ratio, **options)
     path = home() / "data" / "mmu-synth" / config.fingerprint()
-    if not ((path / "dataset_dict.json").exists() and integrity.usable(path, "generated MMU-Synth data")):
+    if not ((path / "dataset_dict.json").exists() and usable(path, "generated MMU-Synth data")):
         try:
             with staging_dir(path) as tmp:
                 generate(config).save_to_disk(str(tmp))
-                integrity.seal(tmp)
+                seal(tmp)
         except FileExistsError:
             pass  # another process generated it meanwhile: same config, same bytes
     data = datasets.load_from_disk(str(path))

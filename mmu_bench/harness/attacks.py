@@ -1,5 +1,5 @@
-"""The harness side of attacks (``mmu_bench.attack``): resolve them, run them on the unlearned
-model and (cached) on the gold reference, and keep what they find in ``attacks.json``.
+"""Running attacks (the contract: ``mmu_bench.api.attack``) on the unlearned model and (cached)
+on the gold reference; what they find goes to ``attacks.json`` (``mmu_bench.runs.attacks``).
 
 Attacks run after evaluation (``run --attacks``, ``eval --checkpoint ... --attacks``) or later
 on a finished run folder (``mmu-bench attack --run DIR``). Either way their numbers go into
@@ -9,14 +9,12 @@ to ``attacks.json`` (replaced atomically) and rebuilds ``table.md`` from both fi
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mmu_bench.api.attack import Attack, Target
+from mmu_bench.api.attack import Target
 from mmu_bench.api.measure import GOLD_ROLES
 from mmu_bench.core import integrity
 from mmu_bench.core.errors import MMUBenchError
@@ -24,53 +22,10 @@ from mmu_bench.core.storage import home, json_digest
 from mmu_bench.harness import score as scoring
 from mmu_bench.harness.evaluate import EvalSettings, evaluate, select_rows
 from mmu_bench.runs import results
-from mmu_bench.spec import hparams, registry
-from mmu_bench.spec.config import typed_dataclass
+from mmu_bench.runs.attacks import ATTACKS_VERSION
+from mmu_bench.spec.plan import PlannedAttack
 
-ATTACKS_FILE = "attacks.json"
-ATTACKS_VERSION = 1
 ATTACKED_DIMENSION = "visual_forgetting"  # attacks try to bring back what this dimension says is gone
-EVERY = "all"  # ``attacks: [all]`` / ``--attacks``: every registered attack
-
-
-@dataclass
-class Planned:
-    resolved: registry.Resolved
-    attack: Attack
-    config: dict
-
-
-def names(specs: list[str]) -> list[str]:
-    """``specs`` with ``all`` replaced by every registered attack, in name order, each once."""
-    out: list[str] = []
-    for spec in specs:
-        for name in sorted(registry.entry_points_of(registry.ATTACKS)) if spec == EVERY else [spec]:
-            if name not in out:
-                out.append(name)
-    return out
-
-
-def plan(specs: list[str], benchmark: str, attack_args: dict) -> list[Planned]:
-    """The attacks of ``specs`` with their options (Config defaults <- ``attack:<name>`` in
-    ``hparams/<benchmark>.yaml`` <- ``attack_args``): every name and option is checked here,
-    before any work."""
-    planned = []
-    wanted = names(specs)
-    for spec in wanted:
-        resolved = registry.resolve_attack(spec)
-        cls = resolved.cls
-        fields = {f.name for f in cls.Config.__dataclass_fields__.values()}
-        defaults, _ = hparams.attack_defaults(benchmark, cls.name, fields)
-        given = {key.split(".", 1)[1]: value for key, value in attack_args.items()
-                 if key.split(".", 1)[0] in (spec, cls.name)}
-        config = typed_dataclass(cls.Config, {**defaults, **given}, f"attack {cls.name!r}", "option")
-        planned.append(Planned(resolved, cls(config), dict(config.__dict__)))
-    known = {p.resolved.name for p in planned} | set(wanted)
-    stray = sorted({key.split(".", 1)[0] for key in attack_args} - known)
-    if stray:
-        raise MMUBenchError(f"--attack-arg names attack(s) {', '.join(stray)}, which this run does not run "
-                            f"(it runs: {', '.join(sorted(known)) or 'none'})")
-    return planned
 
 
 def attacked_task(tasks):
@@ -117,7 +72,7 @@ def targets(session, model, processor, records: list[dict], seed: int, progress:
     return target, GoldTarget(session, role, common, of_task.get(role, []))
 
 
-def run_suite(session, model, processor, records: list[dict], seed: int, planned: list[Planned],
+def run_suite(session, model, processor, records: list[dict], seed: int, planned: list[PlannedAttack],
               progress: bool = True) -> dict:
     """Every planned attack on ``model`` (whose records on the run's tasks are ``records``) and
     on the gold reference; the contents of attacks.json. An attack that fails is recorded under
@@ -139,7 +94,7 @@ def run_suite(session, model, processor, records: list[dict], seed: int, planned
     return results.json_safe(report)
 
 
-def run_one(p: Planned, target: Target, gold: GoldTarget) -> dict:
+def run_one(p: PlannedAttack, target: Target, gold: GoldTarget) -> dict:
     started = time.time()
     unlearned = p.attack.run(target)
     own_seconds = round(time.time() - started, 2)
@@ -147,6 +102,7 @@ def run_one(p: Planned, target: Target, gold: GoldTarget) -> dict:
     compared = p.attack.compare(unlearned, theirs)
     return {"version": p.resolved.cls.version, "origin": p.resolved.origin, "source_sha256": p.resolved.source_sha256,
             "description": p.resolved.cls.description, "config": p.config, "columns": list(p.resolved.cls.columns),
+            "labels": dict(p.resolved.cls.labels), "explain": p.resolved.cls.explain, "order": p.resolved.cls.order,
             "unlearned": unlearned, "gold": theirs, "compared": compared,
             "seconds": {"unlearned": own_seconds, "gold": gold_seconds}}
 
@@ -159,7 +115,7 @@ class GoldTarget:
         self.session, self.role, self.common, self.records = session, role, common, records
         self._target: Target | None = None
 
-    def cache_path(self, p: Planned) -> Path:
+    def cache_path(self, p: PlannedAttack) -> Path:
         s = self.session
         key = {"attacks_version": ATTACKS_VERSION, "attack": p.resolved.name, "version": p.resolved.cls.version,
                "source_sha256": p.resolved.source_sha256, "config": p.config, "seed": self.common["seed"],
@@ -167,7 +123,7 @@ class GoldTarget:
                "task": self.common["task"].version, "limit": s.settings.limit}
         return home() / "attacks" / s.provider.name / f"{self.role}-{json_digest(key)}.json"
 
-    def run(self, p: Planned) -> tuple[dict | None, float | str | None]:
+    def run(self, p: PlannedAttack) -> tuple[dict | None, float | str | None]:
         if self.role is None:
             return None, None
         path = self.cache_path(p)
@@ -191,61 +147,3 @@ class GoldTarget:
         self._target = None
 
 
-# -- attacks.json ----------------------------------------------------------------------------------
-def read(run_dir: Path) -> dict | None:
-    """A run folder's attacks.json, or None when it has none."""
-    path = Path(run_dir) / ATTACKS_FILE
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise MMUBenchError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or "attacks" not in data:
-        raise MMUBenchError(f"{path}: not an attacks file (no 'attacks' key)")
-    return data
-
-
-def merge(old: dict | None, new: dict) -> dict:
-    """``new`` over ``old``: attacks run again replace their entries; the others are kept."""
-    if not old:
-        return new
-    merged = dict(new)
-    merged["attacks"] = {**old.get("attacks", {}), **new["attacks"]}
-    failed = {k: v for k, v in old.get("failed", {}).items() if k not in new["attacks"]}
-    merged["failed"] = {**failed, **new["failed"]}
-    merged["seconds"] = round(old.get("seconds", 0) + new.get("seconds", 0), 2)
-    return merged
-
-
-def headline(report: dict | None, who: str = "unlearned") -> dict[str, float]:
-    """The attacks' columns for ``who`` ("unlearned" or "gold"): flat name -> value."""
-    out: dict[str, float] = {}
-    for entry in (report or {}).get("attacks", {}).values():
-        numbers = {**(entry.get(who) or {}), **(entry.get("compared", {}) if who == "unlearned" else {})}
-        for column in entry.get("columns", []):
-            value = numbers.get(column)
-            if isinstance(value, (int, float)):
-                out[column] = float(value)
-    return out
-
-
-def rows(report: dict) -> list[dict]:
-    """table.md's attack table: per attack and column, the unlearned model's value and the gold
-    reference's."""
-    out = []
-    for name, entry in report.get("attacks", {}).items():
-        gold = entry.get("gold") or {}
-        numbers = {**entry.get("unlearned", {}), **entry.get("compared", {})}
-        for column in entry.get("columns", []):
-            out.append({"attack": name, "measure": column, "unlearned": _num(numbers.get(column)),
-                        report.get("gold") or "gold": _num(gold.get(column))})
-    return out
-
-
-def _num(value) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
-
-
-def failures(report: dict | None) -> list[str]:
-    return [f"{name}: {error}" for name, error in (report or {}).get("failed", {}).items()]

@@ -88,9 +88,10 @@ class PointJob:
 
     def execute(self) -> Path:
         from mmu_bench.harness.run import run
+        from mmu_bench.spec.plan import for_run
 
         if self.gpus <= 1:
-            return run(self.config, progress=False)
+            return run(for_run(self.config, progress=False), progress=False)
         config_file = Path(self.config.output_dir) / ".submitit" / "points" / f"{self.key}.yaml"
         config_file.parent.mkdir(parents=True, exist_ok=True)
         config_file.write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=True))
@@ -115,8 +116,9 @@ class PrepareJob:
 
     def __call__(self) -> str:
         from mmu_bench.harness.run import prepare
+        from mmu_bench.spec.plan import for_references
 
-        prepare(self.config, progress=False)
+        prepare(for_references(self.config, progress=False), progress=False)
         return "prepared"
 
 

@@ -18,14 +18,8 @@ model and run of a seed), drawn here; lmms-eval's own ``limit`` takes the first 
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib
-import importlib.metadata
 import random
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -33,61 +27,12 @@ from mmu_bench.api.encoding import IGNORE, collate, encode_many, to_device, with
 from mmu_bench.api.measure import Value
 from mmu_bench.core.errors import MMUBenchError
 from mmu_bench.harness.evaluate import greedy_outputs
+from mmu_bench.runs.results import SUITE_PREFIX as PREFIX
 from mmu_bench.runs.results import TaskInfo
+from mmu_bench.spec.utility import lmms, version
 
-EXTRA = 'pip install -e ".[utility]" && pip install --no-deps lmms-eval==0.7.3'
-PREFIX = "suite/"
 DIMENSION = "general_utility"
 DEFAULT_MAX_NEW_TOKENS = 32  # where a task's generation_kwargs set none
-
-
-def version() -> str:
-    """lmms-eval's version ("" when it is not installed)."""
-    try:
-        return importlib.metadata.version("lmms-eval")
-    except importlib.metadata.PackageNotFoundError:
-        return ""
-
-
-@functools.lru_cache(maxsize=8)
-def folder_digest(folder: str | None) -> str | None:
-    """A digest of a folder of task files (their names and bytes): cached scores of other tasks
-    are not reused. Once per folder and process: a run asks for it for its key, the cache key
-    and the results, and the folder may hold a suite's data."""
-    if not folder:
-        return None
-    digest = hashlib.sha256()
-    root = Path(folder)
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:20]
-
-
-def require(names: list[str]) -> None:
-    """Fail before any work when suites are asked for and lmms-eval is missing."""
-    if names:
-        _lmms()
-
-
-def _lmms():
-    """lmms-eval's modules. Its import silences every warning of the process and replaces
-    loguru's sinks: the warning filters are restored afterwards."""
-    try:
-        with warnings.catch_warnings():
-            evaluator = importlib.import_module("lmms_eval.evaluator")
-            tasks = importlib.import_module("lmms_eval.tasks")
-            model = importlib.import_module("lmms_eval.api.model")
-            instance = importlib.import_module("lmms_eval.api.instance")
-    except ImportError as exc:
-        raise MMUBenchError(f"--utility-suite needs lmms-eval, which is not installed ({exc}). Install the "
-                            f"extra: {EXTRA}") from exc
-    # lmms-eval 0.7.3 patches filelock's private API for multi-rank caches; filelock 4 removed it.
-    # One process here: the patch is not needed.
-    reentrant = getattr(evaluator, "_enable_reentrant_filelocks", None)
-    if reentrant is not None:
-        reentrant._patched = True
-    return evaluator, tasks, model, instance
 
 
 @dataclass
@@ -125,7 +70,7 @@ def task_infos(found: SuiteScores, joins: bool) -> dict[str, TaskInfo]:
 def make_model(model, processor, batch_size: int):
     """An lmms-eval model (``lmms``) answering with ``model``: built here because the base class
     comes from the optional package."""
-    _, _, api, instance = _lmms()
+    _, _, api, instance = lmms()
 
     class HarnessLMM(api.lmms):
         """lmms-eval's requests answered by the harness's model: the task's context as the user
@@ -233,7 +178,7 @@ def evaluate(model, processor, names: list[str], limit: int | None, seed: int, t
              batch_size: int) -> SuiteScores:
     """Score ``model`` on the lmms-eval tasks ``names`` (``tasks_dir``: a folder of task YAMLs
     of one's own, lmms-eval's ``include_path``)."""
-    evaluator, tasks_module, _, _ = _lmms()
+    evaluator, tasks_module, _, _ = lmms()
     model.eval()
     manager = tasks_module.TaskManager(include_path=tasks_dir, include_defaults=True,
                                        verbosity="ERROR")

@@ -19,9 +19,11 @@ from tqdm.auto import tqdm
 from mmu_bench.core import locks
 from mmu_bench.core.errors import MMUBenchError
 from mmu_bench.harness.launch import LaunchOptions, PointJob, run_local, settings, submit_slurm
-from mmu_bench.harness.run import method_info, prepare, run, run_key, write_failure
+from mmu_bench.harness.run import prepare, run
 from mmu_bench.runs import results
+from mmu_bench.runs.folder import write_failure
 from mmu_bench.spec.config import RunConfig
+from mmu_bench.spec.plan import for_references, for_run
 
 
 @dataclass
@@ -85,7 +87,7 @@ def run_point(config: RunConfig, name: str, key: str, execute=None) -> CellOutco
         if finished:
             return outcome(config, name, "skipped", finished)
         try:
-            folder = execute() if execute is not None else run(config, progress=False)
+            folder = execute() if execute is not None else run(for_run(config, progress=False), progress=False)
             return outcome(config, name, "done", str(folder))
         except KeyboardInterrupt:
             raise
@@ -108,12 +110,11 @@ def sweep(configs: list[RunConfig], progress: bool = True, launch: LaunchOptions
     On SLURM without ``launch.wait`` the points are submitted and reported as ``submitted``."""
     launch = launch or LaunchOptions()
     launch.validate()
-    # Every cell's method and arguments are checked before the first run starts.
+    # Every cell is planned (its options, plugins and key checked) before the first run starts.
     points = []
     for config in configs:
-        config.validate()
-        _, _, info = method_info(config)
-        points.append(PointJob(config, info["name"], run_key(config, info)))
+        plan = for_run(config, progress=False)
+        points.append(PointJob(config, plan.method["name"], plan.key))
     done = existing_keys(configs[0].output_dir) if configs else {}
     outcomes: dict[int, CellOutcome] = {}
     for i, point in enumerate(points):
@@ -137,7 +138,7 @@ def sweep(configs: list[RunConfig], progress: bool = True, launch: LaunchOptions
         if pending:
             output_dir = pending[0].config.output_dir
             for config in settings([p.config for p in pending]):  # once, here, not in every job
-                prepare(config, progress=False)
+                prepare(for_references(config, progress=False), progress=False)
             run_local(pending, launch, output_dir, finish)
     else:
         output_dir = configs[0].output_dir if configs else "runs"

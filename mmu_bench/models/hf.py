@@ -26,8 +26,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mmu_bench.api import is_local, json_digest
 from mmu_bench.api.provider import CachedProvider, LoadedModel
-from mmu_bench.core.storage import is_local, json_digest
 
 RECIPE_VERSION = "1"  # bump whenever training code changes what a recipe produces
 DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
@@ -78,7 +78,7 @@ class HFOptions:
 
 def parse_options(name: str, values: dict) -> HFOptions:
     """Command-line strings (or YAML values) -> typed options; unknown keys list the valid ones."""
-    from mmu_bench.spec.config import typed_dataclass
+    from mmu_bench.api import typed_dataclass
 
     return typed_dataclass(HFOptions, values, f"model {name!r}", "option")
 
@@ -204,16 +204,18 @@ class HFProvider(CachedProvider):
     path of the named models (``llava-1.5-7b``, ...); ``path=`` still overrides it (a local copy)."""
 
     name = "hf"
+    description = "any image-text-to-text model of transformers, from the hub or a local folder"
+    takes_source = True
     default_path: str | None = None
     roles = ("vanilla", "oracle", "visual_oracle")
 
     def __init__(self, progress: bool = True, name: str | None = None, **options):
-        from mmu_bench.core.names import safe_name
+        from mmu_bench.api import safe_name
 
         label = name or self.name
         options.setdefault("path", self.default_path)
         if not options["path"]:
-            from mmu_bench.core.errors import MMUBenchError
+            from mmu_bench.api import MMUBenchError
 
             raise MMUBenchError(f"model {label!r} needs a hub name or local folder: --model hf:<name-or-path>")
         self.options = parse_options(label, options)
@@ -225,7 +227,7 @@ class HFProvider(CachedProvider):
     def check_sources(self) -> None:
         """A model path or checkpoint given as a local folder must exist: a clear error before
         any work (the runner asks), rather than a hub lookup of a folder name."""
-        from mmu_bench.core.errors import MMUBenchError
+        from mmu_bench.api import MMUBenchError
 
         for field in ("path", *self.roles):
             value = getattr(self.options, field, None)
@@ -235,7 +237,7 @@ class HFProvider(CachedProvider):
 
     # -- identities --------------------------------------------------------------------------
     def key(self, role: str, benchmark) -> dict:
-        from mmu_bench.spec.tasks import default_prompts
+        from mmu_bench.api import default_prompts
 
         self.check_role(role)
         key = {"recipe_version": RECIPE_VERSION, "recipe": self.options.recipe(), "role": role,
@@ -261,7 +263,7 @@ class HFProvider(CachedProvider):
 
     # -- loading -----------------------------------------------------------------------------
     def _from_pretrained(self, cls, source: str, **extra):
-        from mmu_bench.core.errors import MMUBenchError
+        from mmu_bench.api import MMUBenchError
 
         o = self.options
         try:
@@ -342,7 +344,7 @@ class HFProvider(CachedProvider):
     def load_checkpoint(self, path: str, benchmark) -> LoadedModel:
         """A model unlearned elsewhere: a full model, or a LoRA adapter over the vanilla model
         (unlearning starts from the vanilla model)."""
-        from mmu_bench.core.errors import MMUBenchError
+        from mmu_bench.api import MMUBenchError
 
         try:
             if _has_adapter(path):
@@ -365,8 +367,8 @@ class HFProvider(CachedProvider):
     def train(self, role: str, benchmark) -> None:
         import torch
 
+        from mmu_bench.api import default_prompts
         from mmu_bench.api.finetune import finetune
-        from mmu_bench.spec.tasks import default_prompts
 
         o = self.options
         started = time.time()
@@ -392,13 +394,19 @@ class HFProvider(CachedProvider):
 class Llava15_7B(HFProvider):
     name = "llava-1.5-7b"
     default_path = "llava-hf/llava-1.5-7b-hf"
+    description = "LLaVA-1.5-7B (llava-hf/llava-1.5-7b-hf), the field's MLLMU-Bench and CLEAR model"
+    takes_source = False
 
 
 class Qwen2VL_7B(HFProvider):
     name = "qwen2-vl-7b"
     default_path = "Qwen/Qwen2-VL-7B-Instruct"
+    description = "Qwen2-VL-7B-Instruct"
+    takes_source = False
 
 
 class Qwen25VL_7B(HFProvider):
     name = "qwen2.5-vl-7b"
     default_path = "Qwen/Qwen2.5-VL-7B-Instruct"
+    description = "Qwen2.5-VL-7B-Instruct"
+    takes_source = False

@@ -19,8 +19,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from mmu_bench.api import json_digest
 from mmu_bench.api.provider import CachedProvider, LoadedModel
-from mmu_bench.core.storage import json_digest
 
 SPECIAL = {"pad": "<pad>", "unk": "<unk>", "bos": "<s>", "eos": "</s>", "image": "<image>"}
 # LLaVA-1.5's conversation format, written as a Jinja chat template over structured content.
@@ -212,11 +212,12 @@ class TinyLlavaProvider(CachedProvider):
     training it (and the shared base, role ``base``) if missing."""
 
     name = "tiny-llava"
+    description = "the embedded default: a LLaVA of half a million parameters, trained on CPU (references ship)"
     roles = ("vanilla", "oracle", "visual_oracle")
 
     def __init__(self, progress: bool = True, **overrides):
         self._features: dict[tuple[str, str], list] = {}  # (data, item_id) -> encoded pairs
-        from mmu_bench.spec.config import typed_dataclass
+        from mmu_bench.api import typed_dataclass
 
         arch = overrides.pop("arch", None)
         recipe = typed_dataclass(TinyRecipe, overrides, "model 'tiny-llava'", "--model-arg")
@@ -229,7 +230,7 @@ class TinyLlavaProvider(CachedProvider):
 
     # -- identities --------------------------------------------------------------------------
     def _prompts(self) -> dict:
-        from mmu_bench.spec.tasks import default_prompts
+        from mmu_bench.api import default_prompts
 
         return default_prompts()
 
@@ -280,7 +281,7 @@ class TinyLlavaProvider(CachedProvider):
     def load_checkpoint(self, path: str, benchmark) -> LoadedModel:
         """A tiny-llava unlearned elsewhere: its weights from ``path``, its processor from there
         too when saved, else the vanilla model's (unlearning does not change the vocabulary)."""
-        from mmu_bench.core.errors import MMUBenchError
+        from mmu_bench.api import MMUBenchError
 
         folder = Path(path)
         try:

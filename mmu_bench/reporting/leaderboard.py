@@ -16,7 +16,6 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +24,30 @@ import numpy as np
 from mmu_bench.core.errors import MMUBenchError
 from mmu_bench.core.names import safe_name
 from mmu_bench.core.storage import atomic_write_text, json_digest
-from mmu_bench.harness import attacks as attacking
-from mmu_bench.harness import suites, trajectory
-from mmu_bench.reporting import tables
-from mmu_bench.runs import results, stats
+from mmu_bench.reporting import leaderboard_page, tables
+from mmu_bench.reporting.columns import (
+    ATTACK_PREFIX,
+    AUC,
+    BEST,
+    MATCHED,
+    RUNS,
+    SEEDS,
+    TRACE,
+    Dimension,
+    attack_declarations,
+    attack_section,
+    csv_cell,
+    markdown_name,
+    measure_declarations,
+    measure_sections,
+    section_rows,
+    sections,
+    value_at,
+)
+from mmu_bench.reporting.plots import plot, plot_trade_off
+from mmu_bench.runs import results, stats, trajectory
+from mmu_bench.runs.attacks import headline
+from mmu_bench.runs.attacks import read as read_attacks
 from mmu_bench.runs.results import UNLEARNED, RunResult
 
 
@@ -40,6 +59,7 @@ class Collected:
     attacks: dict[str, dict] = field(default_factory=dict)  # run uid -> its attacks.json, where it has one
     trajectories: dict[str, list[dict]] = field(default_factory=dict)  # run uid -> its trajectory.jsonl points
     folders: dict[str, Path] = field(default_factory=dict)  # run uid -> its folder
+    roots: dict[str, Path] = field(default_factory=dict)  # run uid -> the --runs folder it was found under
 
 
 def uid(result: RunResult) -> str:
@@ -55,7 +75,7 @@ def collect(roots: list[str]) -> Collected:
         for path in sorted(Path(root).rglob("results.json")):
             try:
                 result = results.read(path)
-                report = attacking.read(path.parent)
+                report = read_attacks(path.parent)
                 points = trajectory.read(path.parent)
             except (MMUBenchError, ValueError) as exc:
                 out.unreadable.append(str(exc))
@@ -65,6 +85,7 @@ def collect(roots: list[str]) -> Collected:
                 continue
             seen[uid(result)] = result
             out.folders[uid(result)] = path.parent
+            out.roots[uid(result)] = Path(root)
             if report:
                 out.attacks[uid(result)] = report
             if points:
@@ -120,9 +141,6 @@ def _flatten(result: RunResult, model: str) -> dict:
     return flat
 
 
-MATCHED, AUC = "matched/", "auc/"
-
-
 def _trade_off_numbers(summary: dict) -> dict:
     """A run's matched-forgetting values (None: not reached), whether it reached each level
     (1 or 0) and its trade-off areas."""
@@ -137,13 +155,6 @@ def _trade_off_numbers(summary: dict) -> dict:
     return flat
 
 
-@dataclass(frozen=True)
-class Dimension:
-    name: str
-    label: str
-    higher_is_better: bool
-
-
 def dimensions(runs: list[RunResult]) -> list[Dimension]:
     """Every dimension of ``runs``, in their display order (the first run to have one names it)."""
     found: dict[str, tuple] = {}
@@ -156,11 +167,8 @@ def dimensions(runs: list[RunResult]) -> list[Dimension]:
     return [d for _, _, d in sorted(found.values(), key=lambda x: (x[0], x[1]))]
 
 
-ATTACK_PREFIX = "attack/"
-
-
 def _attack_numbers(report: dict | None, who: str) -> dict:
-    return {ATTACK_PREFIX + k: v for k, v in attacking.headline(report, who).items()}
+    return {ATTACK_PREFIX + k: v for k, v in headline(report, who).items()}
 
 
 def build_rows(runs: list[RunResult], attacks: dict[str, dict] | None = None,
@@ -232,17 +240,11 @@ def build_rows(runs: list[RunResult], attacks: dict[str, dict] | None = None,
     return boards, notes
 
 
-BEST = "best"  # the p-value cell of the best row
-TRACE = "_trace"  # a row's per-seed trajectories, normalised, with the harmonic curve (for the plot; not written)
-
-
 def _trace(lines: list[dict], result: RunResult) -> list[dict]:
     """A run's points' normalised scores, with the harmonic mean of its retention dimensions."""
     retention = result.trade_off.get("retention", [])
-    return [{**line["normalised"], "harmonic": results.harmonic_mean([_value(line["normalised"], d) for d in retention])}
+    return [{**line["normalised"], "harmonic": results.harmonic_mean([value_at(line["normalised"], d) for d in retention])}
             for line in lines] if retention else []
-RUNS = "_runs"  # a method row's runs: (seed, run uid) each (for the HTML page's links; not written)
-SEEDS = "_per_seed"  # a row's per-seed values of the tested columns (for the paired tests; not written)
 
 
 def _tested(per_run: list[dict]) -> list[str]:
@@ -287,18 +289,12 @@ def _overall_bank(result: RunResult, n: int, rng) -> np.ndarray | None:
 def best_row(rows: list[dict], key: str) -> dict | None:
     """The method row with the highest mean of ``key``; for a matched-forgetting value, among
     the rows whose every seed reached the level when there are any."""
-    candidates = [r for r in rows if r["kind"] == "method" and not math.isnan(_value(r, f"{key}_mean"))]
+    candidates = [r for r in rows if r["kind"] == "method" and not math.isnan(value_at(r, f"{key}_mean"))]
     if key.startswith(MATCHED):
         reached = f"{key.rsplit('/', 1)[0]}/reached_mean"
-        full = [r for r in candidates if _value(r, reached) == 1.0]
+        full = [r for r in candidates if value_at(r, reached) == 1.0]
         candidates = full or candidates
     return max(candidates, key=lambda r: r[f"{key}_mean"], default=None)
-
-
-def _value(row: dict, key: str) -> float:
-    """``row[key]``, NaN where it is missing or None (a row, or a trajectory point's scores)."""
-    value = row.get(key)
-    return float("nan") if value is None else value
 
 
 def _paired_tests(rows: list[dict]) -> None:
@@ -336,20 +332,6 @@ def _sortable(value: float) -> float:
     return -1.0 if value is None or math.isnan(value) else value
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4f}"
-    if value is None:
-        return ""
-    text = str(value)
-    if text.startswith(_FORMULA_START):
-        text = "'" + text  # a spreadsheet would execute it
-    return text
-
-
 def _columns(rows: list[dict], dims: list[Dimension]) -> list[str]:
     first = ["method", "variant", "kind", "forget_ratio", "n_seeds", "seeds", "overall_mean", "overall_std",
              "overall_ci_low", "overall_ci_high", "overall_p_vs_best"]
@@ -365,150 +347,14 @@ def to_csv(rows: list[dict], dims: list[Dimension]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
+        writer.writerow([csv_cell(row.get(c)) for c in columns])
     return buf.getvalue()
 
 
-def _pm(row: dict, key: str) -> str:
-    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
-    if mean is None or math.isnan(mean):
-        return "-"
-    return f"{mean:.3f} ± {std:.3f}" if row["n_seeds"] > 1 else f"{mean:.3f}"
-
-
-def row_label(row: dict) -> str:
-    """A row's method, and its variant where it has one."""
-    return f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
-
-
-def _row_name(row: dict) -> str:
-    """A row's method (and variant) as a Markdown cell."""
-    return _cell(row_label(row)).replace("|", "\\|")
-
-
-# The measures of "does the information remain?" the Markdown leaderboard shows, on each primary
-# task that reports them (the CSV has every measure).
-INFORMATION = (("forget_quality", "forget quality"), ("mia_auc_min_k_pp", "Min-K%++ AUC"),
-               ("privleak_min_k_pp", "PrivLeak Min-K%++"))
-
-
-def information_columns(runs: list[RunResult], dims: list[Dimension]) -> list[tuple[str, str]]:
-    """(flat key, header) of the information measures on the primary task of each dimension."""
-    primary: dict[str, str] = {}
-    for result in runs:
-        for name, task in result.tasks.items():
-            if task.primary:
-                primary.setdefault(task.dimension, name)
-    found = {f"{t}/{m}" for r in runs for t, info in r.tasks.items() for m in info.measures}
-    return [(f"{primary[d.name]}/{m}", f"{d.label}: {label}") for d in dims if d.name in primary
-            for m, label in INFORMATION if f"{primary[d.name]}/{m}" in found]
-
-
-# The attack columns the Markdown leaderboard shows, where runs have them (the CSV has every one).
-ATTACKS = (("relearn_recovery_excess_other", "relearn: other half, excess"),
-           ("relearn_recovery_excess_leaked", "relearn: leaked half, excess"),
-           ("relearn_recovery_other", "relearn: other half"),
-           ("attack_clean_image", "image: clean"), ("attack_success_image", "image: any variant"),
-           ("attack_clean_prompt", "prompt: plain"), ("attack_success_prompt", "prompt: success@B"),
-           ("quant_recovery", "quantised: recovery"))
-
-
-def suite_columns(rows: list[dict]) -> list[tuple[str, str]]:
-    """(flat key, header) of the utility-suite tasks' scores and normalised scores, where runs have them."""
-    names = sorted({k[: -len("/score_mean")] for r in rows for k in r
-                    if k.startswith(suites.PREFIX) and k.endswith("/score_mean")})
-    return [(f"{n}/{part}", f"{n[len(suites.PREFIX):]}{suffix}") for n in names
-            for part, suffix in (("score", ""), ("normalised", " (÷ vanilla)"))]
-
-
-def attack_columns(rows: list[dict]) -> list[tuple[str, str]]:
-    return [(ATTACK_PREFIX + key, label) for key, label in ATTACKS
-            if any(f"{ATTACK_PREFIX}{key}_mean" in r for r in rows)]
-
-
-@dataclass(frozen=True)
-class Column:
-    """A leaderboard table column: the row key it shows, its header, how its cell reads, and the
-    row field it sorts by (``key + sort``) on the HTML page."""
-    key: str
-    header: str
-    cell: Callable[[dict, str], str]
-    sort: str = "_mean"
-
-    def text(self, row: dict) -> str:
-        return self.cell(row, self.key)
-
-    def sort_value(self, row: dict) -> float | None:
-        value = row.get(self.key + self.sort) if self.sort is not None else None
-        if value == BEST:
-            return 0.0
-        return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
-
-
-@dataclass(frozen=True)
-class Section:
-    """One table of a leaderboard: after the method and forget % columns, ``columns``."""
-    title: str
-    text: str
-    columns: list[Column]
-    level: int = 2
-
-
-def _n_seeds(row: dict, key: str) -> str:
-    return str(row["n_seeds"] or "-")
-
-
-def _source(row: dict, key: str) -> str:
-    return row["source_sha256"] or "-"
-
-
-def sections(rows: list[dict], dims: list[Dimension], information: list[tuple[str, str]] | None = None) -> list[Section]:
-    """Every table of a board, in order: the main one, "does the information remain?", "does
-    forgetting survive an adversary?" and "at equal forgetting" (where the runs have them). The
-    Markdown and the HTML leaderboards both draw these."""
-    lower = [d.label for d in dims if not d.higher_is_better]
-    direction = (f"({', '.join(lower)}: lower is better; the others: higher)" if lower else "(higher is better)")
-    main = [Column("n_seeds", "seeds", _n_seeds, ""), Column("overall", "overall", _pm),
-            Column("overall", "95 % CI", _ci, "_ci_low"), Column("overall", "p vs best", _p, "_p_vs_best")] + [
-        Column(f"{d.name}/score", f"{d.label} {'↑' if d.higher_is_better else '↓'}", _pm) for d in dims] + [
-        Column("source_sha256", "source", _source, None)]
-    out = [Section("", "Generated by `mmu-bench leaderboard` from results.json files; do not edit. Mean ± std over seeds. "
-                   "Dimension scores: each dimension's primary task score, the mean of its score measures "
-                   f"{direction}. Overall: harmonic mean of the normalised dimensions (see README). 95 % CI: bootstrap "
-                   "over seeds and people (2,000 resamples, seeded; README, \"Statistics\"). p vs best: paired t-test "
-                   "against the best method over the seeds both ran (two-sided).", main, 1)]
-    if information:
-        out.append(Section("Does the information remain?",
-                           "Forget quality: KS-test p-value of truth ratios against the reference (visual forgetting: the "
-                           "gold reference, text: the vanilla model); high = indistinguishable from it (good). Min-K%++ AUC: "
-                           "telling the task's items from never-trained people (0.5 = like never seen). PrivLeak: (AUC - "
-                           "reference AUC) / reference AUC; near 0 is best, positive = still recognisable, negative = "
-                           "over-unlearned or lost. A reference model compared with itself has no value (-). See README, "
-                           "\"Forget quality and privacy\".", [Column(k, label, _pm) for k, label in information]))
-    attacked = attack_columns(rows)
-    if attacked:
-        out.append(Section("Does forgetting survive an adversary?",
-                           "Lower is better. Relearning: fine-tuning on half the forget people's image QA; recovery = the "
-                           "share of the way back to the vanilla model's score on the other (or leaked) half; excess = minus "
-                           "the gold reference's recovery. Image: right on the clean image / on any of the perturbed ones. "
-                           "Prompt: right with the plain prompt / with any attack prompt (success@B). Quantised: recovery "
-                           "after quantising the linear layers. The gold reference's row: its own numbers under the same "
-                           "attacks (mean over seeds). See README, \"Attacks\".",
-                           [Column(k, label, _pm_any) for k, label in attacked]))
-    suite = suite_columns(rows)
-    if suite:
-        out.append(Section("General utility suites",
-                           "lmms-eval tasks (`--utility-suite`): each task's score, the mean of its metrics where higher "
-                           "is better, and that score divided by the vanilla model's (clipped to 1). They join the "
-                           "general-utility dimension, and so the overall score, only in runs made with "
-                           "`--utility-in-overall` (README, \"Utility suites\").", [Column(k, label, _pm) for k, label in suite]))
-    return out + _trade_off_sections(rows, dims)
-
-
-def to_markdown(rows: list[dict], title: str, dims: list[Dimension],
-                information: list[tuple[str, str]] | None = None) -> str:
+def to_markdown(rows: list[dict], title: str, board_sections: list) -> str:
+    """A board's Markdown: its ``sections`` (``columns.sections``), one table each."""
     lines = []
-    for section in sections(rows, dims, information):
+    for section in board_sections:
         heading = f"{'#' * section.level} {title if section.level == 1 else section.title}"
         lines += ([""] if lines else []) + [heading, ""]
         if not section.columns:
@@ -518,89 +364,19 @@ def to_markdown(rows: list[dict], title: str, dims: list[Dimension],
         lines += ([section.text, ""] if section.text else []) + [
             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in section_rows(section, rows):
-            cells = [_row_name(row), f"{row['forget_ratio']:g}"] + [c.text(row) for c in section.columns]
+            cells = [markdown_name(row), f"{row['forget_ratio']:g}"] + [c.text(row) for c in section.columns]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _ci(row: dict, key: str) -> str:
-    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
-    if low is None or math.isnan(low):
-        return "-"
-    return f"[{low:.3f}, {high:.3f}]"
-
-
-def _p(row: dict, key: str) -> str:
-    p = row.get(f"{key}_p_vs_best")
-    if p is None or p == BEST:
-        return p or "-"
-    return "-" if math.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _traced(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if any(k.startswith(MATCHED) for k in r)]
-
-
-def section_rows(section: Section, rows: list[dict]) -> list[dict]:
-    """The rows a section shows: the "at equal forgetting" tables only the runs with a trajectory."""
-    return _traced(rows) if section.level == 3 else rows
-
-
-def _trade_off_sections(rows: list[dict], dims: list[Dimension]) -> list[Section]:
-    """"At equal forgetting": per level, each retention dimension where the run first reached
-    that much forgetting; then the trade-off areas."""
-    if not _traced(rows):
-        return []
-    curves = [(d.name, d.label) for d in dims if d.higher_is_better] + [("harmonic", "harmonic mean")]
-    out = [Section("At equal forgetting",
-                   "From each run's trajectory (`trajectory.jsonl`: the model scored on a seeded sample of each task at "
-                   "evenly spaced points of unlearning): each retention dimension, normalised, where the run's normalised "
-                   "visual forgetting first reaches the level (linear between points; never extrapolated). Mean ± std over "
-                   "the seeds that reached it, 95 % bootstrap CI, p vs best (paired t-test on the seeds both reached; "
-                   "**bold**: the best). See README, \"At equal forgetting\".", [])]
-    for level in trajectory.LEVELS:
-        key = f"{MATCHED}{level:g}/"
-        columns = [Column(key + "reached", "seeds reached", _matched_cell)] + [
-            Column(key + name, label, _matched_cell) for name, label in curves]
-        out.append(Section(f"Normalised forgetting {level:g}", "", columns, 3))
-    columns = [Column("max_forgetting", "max forgetting", _matched_cell)] + [
-        Column(AUC + name, label, _matched_cell) for name, label in curves]
-    out.append(Section("Trade-off area", "Area under each retention dimension against normalised forgetting "
-                       "over [0, 1], a level never reached counting 0 (1 = forgets completely, loses nothing). "
-                       "p vs best: paired t-test.", columns, 3))
-    return out
-
-
-def _matched_cell(row: dict, key: str) -> str:
-    if key.endswith("/reached"):
-        mean = row.get(f"{key}_mean")
-        return "-" if mean is None or math.isnan(mean) else f"{round(mean * row['n_seeds'])}/{row['n_seeds']}"
-    text = _pm(row, key)
-    if text == "-":
-        return "not reached" if key.startswith(MATCHED) else text
-    if row.get(f"{key}_ci_low") is not None:
-        text += f" {_ci(row, key)}"
-    p = _p(row, key)
-    if p == "best":
-        return f"**{text}**"
-    return f"{text} p={p}" if p != "-" else text
-
-
-def _pm_any(row: dict, key: str) -> str:
-    """Mean ± std, with the std shown whenever there is one (a reference row's attack numbers
-    are over seeds)."""
-    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
-    if mean is None or math.isnan(mean):
-        return "-"
-    return f"{mean:.3f} ± {std:.3f}" if std else f"{mean:.3f}"
-
-
-def build(roots: list[str], out_dir: str, with_plot: bool = True) -> tuple[list[Path], list[str], Collected]:
+def build(roots: list[str], out_dir: str, with_plot: bool = True,
+          link_base: str | None = None) -> tuple[list[Path], list[str], Collected]:
     """Write the leaderboard files (per board a CSV, Markdown and plots; index.html for them all);
     returns them, the notes and what was collected."""
-    from mmu_bench.reporting import leaderboard_page
-
     collected = collect(roots)
+    out = Path(out_dir)
+    links = {key: leaderboard_page.report_link(folder, collected.roots[key], out, link_base)
+             for key, folder in collected.folders.items()}
     boards, notes = build_rows(collected.runs, collected.attacks, collected.trajectories)
     written, sections_html = [], []
     out = Path(out_dir)
@@ -609,21 +385,19 @@ def build(roots: list[str], out_dir: str, with_plot: bool = True) -> tuple[list[
         title = f"{bench} / {model}"
         runs = [r for r in collected.runs if (r.benchmark["name"], r.model["name"]) == (bench, model)]
         dims = dimensions(runs)
-        information = information_columns(runs, dims)
+        tables = sections(rows, dims, measure_sections(runs, dims, measure_declarations(runs)),
+                          attack_section(rows, attack_declarations([collected.attacks.get(uid(r)) for r in runs])))
         atomic_write_text(out / f"{stem}.csv", to_csv(rows, dims))
-        atomic_write_text(out / f"{stem}.md", to_markdown(rows, title, dims, information))
+        atomic_write_text(out / f"{stem}.md", to_markdown(rows, title, tables))
         written += [out / f"{stem}.csv", out / f"{stem}.md"]
         plots = []
         if with_plot:
-            from mmu_bench.reporting.plots import plot, plot_trade_off
-
             plot(rows, out / f"{stem}.png", title, dims)
             plots.append(f"{stem}.png")
             if plot_trade_off(rows, out / f"{stem}__trade_off.png", title, dims):
                 plots.append(f"{stem}__trade_off.png")
             written += [out / p for p in plots]
-        sections_html.append((stem, title, leaderboard_page.board(title, stem, rows, dims, information, plots,
-                                                                  collected.folders, out)))
+        sections_html.append((stem, title, leaderboard_page.board(title, stem, rows, tables, plots, links)))
     if sections_html:
         atomic_write_text(out / leaderboard_page.INDEX_FILE, leaderboard_page.render(sections_html))
         written.append(out / leaderboard_page.INDEX_FILE)

@@ -3,18 +3,19 @@ board's tables are the Markdown's (``leaderboard.sections``), sortable by any co
 reference models' rows are shaded; the plots are the PNGs beside the page; a method row links
 to the report.html of each run it was built from, where that folder is present.
 
-Links are relative to the page, so a folder holding both the page and the runs can be moved or
-copied elsewhere. Rebuilding from the same results gives the same bytes.
+A page links only where the link leads somewhere: to a run folder under the page's own folder
+(relative, so the two can be moved or copied together), or under ``--link-base`` (where the user
+publishes the run folders: ``<base>/<the folder under its --runs folder>/report.html``); never to
+a path of the machine that built it. Rebuilding from the same results gives the same bytes.
 """
 
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 from mmu_bench.reporting import pages
-from mmu_bench.reporting.leaderboard import RUNS, Dimension, row_label, section_rows, sections
+from mmu_bench.reporting.columns import RUNS, Section, row_label, section_rows
 from mmu_bench.reporting.report import REPORT_FILE
 
 INDEX_FILE = "index.html"
@@ -24,22 +25,31 @@ REFERENCES = ("Shaded rows: the reference models, scored once per setting: the v
               "there is one). Click a column's header to sort by it; click again to reverse.")
 
 
-def _runs_cell(row: dict, folders: dict[str, Path], page_dir: Path) -> str:
-    """Links to the reports of the runs a row was built from (those present on disk)."""
-    links = []
-    for seed, uid in row.get(RUNS, []):
-        folder = folders.get(uid)
-        if folder is not None and (folder / REPORT_FILE).is_file():
-            href = Path(os.path.relpath(folder / REPORT_FILE, page_dir)).as_posix()
-            links.append(f'<a href="{html.escape(href)}">seed {seed}</a>')
-    return pages.cell(" ".join(links) or "-", markup=True)
+def report_link(folder: Path, root: Path, page_dir: Path, link_base: str | None) -> str | None:
+    """Where a run's report is reached from the page: under ``link_base`` when given, else
+    relative to the page when the run folder sits under the page's folder, else nowhere (None)."""
+    if not (folder / REPORT_FILE).is_file():
+        return None
+    if link_base:
+        return f"{link_base.rstrip('/')}/{(folder / REPORT_FILE).resolve().relative_to(root.resolve()).as_posix()}"
+    page, report = Path(page_dir).resolve(), (folder / REPORT_FILE).resolve()
+    if not report.is_relative_to(page):
+        return None
+    return report.relative_to(page).as_posix()
 
 
-def board(title: str, stem: str, rows: list[dict], dims: list[Dimension], information: list[tuple[str, str]],
-          plots: list[str], folders: dict[str, Path], page_dir: Path) -> str:
-    """One board's section of the page."""
+def _runs_cell(row: dict, links: dict[str, str | None]) -> str:
+    """Links to the reports of the runs a row was built from (``links``: run uid -> href)."""
+    found = [f'<a href="{html.escape(links[uid])}">seed {seed}</a>' for seed, uid in row.get(RUNS, []) if links.get(uid)]
+    return pages.cell(" ".join(found) or "-", markup=True)
+
+
+def board(title: str, stem: str, rows: list[dict], board_sections: list[Section], plots: list[str],
+          links: dict[str, str | None]) -> str:
+    """One board's section of the page: its ``sections`` (``columns.sections``), the plots, and
+    links to the runs' reports (``links``: run uid -> href)."""
     parts = [f'<section id="{html.escape(stem)}"><h2>{html.escape(title)}</h2>', f"<p>{pages.prose(REFERENCES)}</p>"]
-    for n, section in enumerate(sections(rows, dims, information)):
+    for n, section in enumerate(board_sections):
         if section.level > 1:
             parts.append(f"<h{section.level + 1}>{html.escape(section.title)}</h{section.level + 1}>")
         if section.text:
@@ -54,7 +64,7 @@ def board(title: str, stem: str, rows: list[dict], dims: list[Dimension], inform
                      pages.cell(f"{row['forget_ratio']:g}", pages.number(row["forget_ratio"]))]
             cells += [pages.cell(pages.prose(c.text(row)), c.sort_value(row), markup=True) for c in section.columns]
             if main:
-                cells.append(_runs_cell(row, folders, page_dir))
+                cells.append(_runs_cell(row, links))
             kind = ' class="reference"' if row["kind"] == "reference" else ""
             body.append(f"<tr{kind}>" + "".join(cells) + "</tr>")
         parts.append(pages.table(headers, body, f"{stem}-{n}"))

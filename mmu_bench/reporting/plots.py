@@ -9,9 +9,8 @@ import math
 import statistics
 from pathlib import Path
 
-from mmu_bench.harness import trajectory
-from mmu_bench.reporting.leaderboard import TRACE, Dimension, _value
-from mmu_bench.runs import results
+from mmu_bench.reporting.columns import TRACE, Dimension, value_at
+from mmu_bench.runs import results, trajectory
 
 COLOURS = ("#c0392b", "#2980b9", "#27ae60", "#7f8c8d", "#8e44ad", "#d35400", "#16a085", "#2c3e50")
 
@@ -94,7 +93,7 @@ def plot_trade_off(rows: list[dict], path: Path, title: str, dims: list[Dimensio
                 x, y = _mean_trace(row[TRACE], forgetting, curve)
                 ax.plot(x, y, "-o", ms=2.5, lw=1.2, color=colours[i % len(colours)], label=_legend(row))
             for k, ref in enumerate(refs):
-                x = _value(ref, f"{forgetting}/normalised_mean")
+                x = value_at(ref, f"{forgetting}/normalised_mean")
                 y = _reference_retention(ref, curve, curves)
                 ax.plot([x], [y], marker="*P^sD"[k % 5], ms=10, color="black", ls="none", label=ref["method"])
             for level in trajectory.LEVELS:
@@ -117,7 +116,7 @@ def _mean_trace(traces: list[list[dict]], forgetting: str, curve: str) -> tuple[
     n = min(len(t) for t in traces)
 
     def mean(key, i):
-        values = [v for v in (_value(t[i], key) for t in traces) if not math.isnan(v)]
+        values = [v for v in (value_at(t[i], key) for t in traces) if not math.isnan(v)]
         return statistics.fmean(values) if values else float("nan")
 
     return [mean(forgetting, i) for i in range(n)], [mean(curve, i) for i in range(n)]
@@ -125,8 +124,8 @@ def _mean_trace(traces: list[list[dict]], forgetting: str, curve: str) -> tuple[
 
 def _reference_retention(row: dict, curve: str, curves: list[tuple[str, str]]) -> float:
     if curve != "harmonic":
-        return _value(row, f"{curve}/normalised_mean")
-    return results.harmonic_mean([_value(row, f"{c}/normalised_mean") for c, _ in curves if c != "harmonic"])
+        return value_at(row, f"{curve}/normalised_mean")
+    return results.harmonic_mean([value_at(row, f"{c}/normalised_mean") for c, _ in curves if c != "harmonic"])
 
 
 def _legend(row: dict) -> str:

@@ -12,61 +12,19 @@ text and runs nothing.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
-import io
 import json
 import random
 from pathlib import Path
 
+from mmu_bench.core.names import safe_name
 from mmu_bench.core.storage import atomic_write_text
-from mmu_bench.harness import attacks as attacking
-from mmu_bench.harness import trajectory
 from mmu_bench.reporting import pages, tables
-from mmu_bench.runs import results
+from mmu_bench.runs import attacks as attacking
+from mmu_bench.runs import results, samples, trajectory
 
 REPORT_FILE = "report.html"
-THUMBNAILS_FILE = "thumbnails.json"
 MAX_ROWS = 5000  # beyond this the sample table holds a seeded sample per task (the page says so)
-THUMB_PX = 64
-
-
-def with_vanilla(records: list[dict], vanilla) -> list[dict]:
-    """``records`` with the vanilla model's output on the same item (``vanilla_output``)."""
-    if vanilla is None:
-        return records
-    outputs = {(r["task"], r["item_id"]): r.get("output") for r in vanilla.records}
-    return [{**r, "vanilla_output": outputs.get((r["task"], r["item_id"]))} for r in records]
-
-
-def thumbnails(dataset, records: list[dict]) -> dict:
-    """Small PNG data URIs of the images of the scored items: ``{"items": {item_id: key},
-    "images": {key: uri}}`` (an image shared by several items is stored once)."""
-    wanted = {r["item_id"] for r in records if r.get("modality") == "image"}
-    items, images = {}, {}
-    if not wanted or "image" not in dataset.column_names:
-        return {"items": items, "images": images}
-    ids = dataset.select_columns(["item_id"]).to_dict()["item_id"]
-    rows = [i for i, item in enumerate(ids) if item in wanted]
-    for item_id, image in zip((ids[i] for i in rows), dataset.select(rows)["image"]):
-        if image is None:
-            continue
-        image = image.convert("RGB")
-        image.thumbnail((THUMB_PX, THUMB_PX))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", optimize=True)
-        data = buffer.getvalue()
-        key = hashlib.sha1(data).hexdigest()[:16]
-        images[key] = "data:image/png;base64," + base64.b64encode(data).decode()
-        items[item_id] = key
-    return {"items": items, "images": images}
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _sample_rows(samples: list[dict], thumbs: dict) -> tuple[list[dict], str]:
@@ -118,8 +76,8 @@ def render(run_dir: Path) -> str:
     run_dir = Path(run_dir)
     result = results.read(run_dir / "results.json")
     config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
-    thumbs = json.loads((run_dir / THUMBNAILS_FILE).read_text()) if (run_dir / THUMBNAILS_FILE).is_file() else {}
-    rows, note = _sample_rows(_read_jsonl(run_dir / "samples.jsonl"), thumbs)
+    thumbs = samples.read_thumbnails(run_dir)
+    rows, note = _sample_rows(samples.read_jsonl(run_dir / samples.SAMPLES_FILE), thumbs)
     title = (f"{result.method.get('name', '?')} on {result.benchmark.get('name', '?')} "
              f"(forget {result.benchmark.get('forget_ratio', '?')}%, seed {result.seed})")
     log = result.training.get("log") or []
@@ -135,13 +93,14 @@ def render(run_dir: Path) -> str:
     attacks = "<p>no attacks run (<code>mmu-bench attack --run DIR</code> adds them)</p>"
     if attacked:
         failed = "".join(f"<li>failed: {html.escape(f)}</li>" for f in attacking.failures(attacked))
-        attacks = (f"<p>{html.escape(tables.ATTACKS_FOOTER)}</p>" + pages.dict_table(attacking.rows(attacked), "attacks")
+        attacks = (f"<p>{html.escape(tables.attacks_footer(attacked))}</p>"
+                   + pages.dict_table(attacking.rows(attacked), "attacks")
                    + (f"<ul>{failed}</ul>" if failed else ""))
     return TEMPLATE.format(
         title=html.escape(title),
         overall=pages.fmt(overall),
         dimensions=pages.dict_table(tables.table_rows(result), "dimensions")
-        + pages.dict_table(tables.information_rows(result), "information"),
+        + "".join(pages.dict_table(rows, safe_name(table)) for table, rows in tables.measure_tables(result).items()),
         curves=curves or "<p>no training curve recorded</p>",
         attacks=attacks,
         config=html.escape(config),

@@ -6,15 +6,33 @@ import csv
 import io
 import math
 
+from mmu_bench.core.names import safe_name
+from mmu_bench.reporting.columns import MAIN, attack_declarations, measure_declarations, table_title
+from mmu_bench.reporting.columns import footer as columns_footer
+from mmu_bench.reporting.columns import measure_tables as tables_of
 from mmu_bench.runs.results import UNLEARNED, Normalisation, RunResult, task_score
 
+CSV_FILE, MARKDOWN_FILE = "table.csv", "table.md"
+TABLE_FILES = {"information": "information.csv"}  # a table's CSV; others: <table>.csv
+# Where the docs explain a measure table (table.md's footer says so).
+TABLE_DOCS = {"information": "See README, \"Forget quality and privacy\"."}
 
-def measure_columns(result: RunResult, table: str = "main") -> list[str]:
-    """Every measure of ``table`` ("main" or "information") reported on some task, in the order
-    of the tasks (primary tasks first, in their display order)."""
+
+def files(result: RunResult, attacks: dict | None = None) -> dict[str, str]:
+    """A run folder's tables: file name -> contents (``attacks``: its attacks.json)."""
+    out = {CSV_FILE: to_csv(table_rows(result)), MARKDOWN_FILE: write_markdown(result, attacks)}
+    for table, rows in measure_tables(result).items():
+        out[TABLE_FILES.get(table, f"{safe_name(table)}.csv")] = to_csv(rows)
+    return out
+
+
+def measure_columns(result: RunResult, table: str = MAIN) -> list[str]:
+    """Every measure of ``table`` reported on some task, in the order of the tasks (primary tasks
+    first, in their display order)."""
+    declared = measure_declarations([result])
     tasks = sorted(result.tasks.values(), key=lambda t: (not t.primary, t.order))
     return list(dict.fromkeys(m for t in tasks for m in t.measures
-                              if result.measures.get(m, {}).get("table", "main") == table))
+                              if declared.get(m, {}).get("table", MAIN) == table))
 
 
 def table_rows(result: RunResult) -> list[dict]:
@@ -47,23 +65,27 @@ def suite_normalised(result: RunResult, task: str, model: str = UNLEARNED) -> fl
     return Normalisation(True, vanilla).apply(score)
 
 
-def information_rows(result: RunResult) -> list[dict]:
-    """The second table: per task with such measures, the unlearned model's values of the
-    measures of "does the information remain?" (truth ratio, forget quality, MIA, PrivLeak),
-    and the reference model each compares with."""
-    columns = measure_columns(result, "information")
-    rows = []
-    for name, task in result.tasks.items():
-        if not any(m in columns for m in task.measures):
-            continue
-        per_measure = result.scores[UNLEARNED].get(name, {})
-        row = {"task": name, "dimension": task.dimension}
-        for measure in columns:
-            value = per_measure.get(measure)
-            row[measure] = value.mean if value is not None and value.absent is None else float("nan")
-        row["against"] = " ".join(sorted({v.against for v in per_measure.values() if v.against})) or "-"
-        rows.append(row)
-    return rows
+def measure_tables(result: RunResult) -> dict[str, list[dict]]:
+    """Each table besides the main one (``information``: does the information remain?), by its
+    name: per task with such measures, the unlearned model's values and the reference model each
+    compares with."""
+    out = {}
+    for table in tables_of(measure_declarations([result])):
+        columns = measure_columns(result, table)
+        rows = []
+        for name, task in result.tasks.items():
+            if not any(m in columns for m in task.measures):
+                continue
+            per_measure = result.scores[UNLEARNED].get(name, {})
+            row = {"task": name, "dimension": task.dimension}
+            for measure in columns:
+                value = per_measure.get(measure)
+                row[measure] = value.mean if value is not None and value.absent is None else float("nan")
+            row["against"] = " ".join(sorted({v.against for v in per_measure.values() if v.against})) or "-"
+            rows.append(row)
+        if rows:
+            out[table] = rows
+    return out
 
 
 def absences(result: RunResult) -> list[str]:
@@ -78,37 +100,29 @@ def absences(result: RunResult) -> list[str]:
     return lines
 
 
-INFORMATION_FOOTER = (
-    "Does the information remain? truth_ratio_forget: 1 = true and false answers equally likely (forgotten); "
-    "truth_ratio_retain: higher = the true answer preferred; forget_quality: KS-test p-value against the reference "
-    "in `against` (high = indistinguishable from it: good); mia_auc_*: AUC of telling the task's items from "
-    "never-trained people (0.5 = like never seen); privleak_*: (AUC - reference AUC) / reference AUC, near 0 is best, "
-    "positive = still recognisable, negative = over-unlearned or knowledge lost. See README, \"Forget quality and privacy\"."
-)
-
-
-ATTACKS_FOOTER = (
-    "Lower is better for the unlearned model. relearn_recovery_*: after fine-tuning on the image QA of half the forget "
-    "people (leaked) for a small budget, the share of the way back to the vanilla model's score, on the other half "
-    "(other) or the leaked half; *_excess_*: minus the gold reference's recovery under the same attack. "
-    "attack_success_image: items right on any perturbed image; attack_success_prompt: success@B of the prompt attacks; "
-    "quant_recovery: the share of the way back after quantisation. See README, \"Attacks\"; every number is in "
-    "attacks.json."
-)
+def attacks_footer(report: dict) -> str:
+    """What table.md and report.html say under the attacks' numbers, from what each attack declares."""
+    declared = attack_declarations([report])
+    said = [declared[n]["explain"] for n in sorted(declared, key=lambda n: (declared[n]["order"], n))
+            if declared[n]["explain"]]
+    return " ".join(["Lower is better for the unlearned model.", *said,
+                     "See README, \"Attacks\"; every number is in attacks.json."])
 
 
 def write_markdown(result: RunResult, attacks: dict | None = None) -> str:
-    """table.md: the accuracy table, then the information table (when there is one), the
-    attacks table (``attacks``: the run's attacks.json) and why measures are absent."""
-    from mmu_bench.harness.attacks import failures, rows
+    """table.md: the accuracy table, then each measure table (``measure_tables``), the attacks
+    table (``attacks``: the run's attacks.json) and why measures are absent."""
+    from mmu_bench.runs.attacks import failures, rows
 
     text = to_markdown(table_rows(result), title=title(result), footer=footer(result))
-    info = information_rows(result)
-    if info:
-        text += "\n" + to_markdown(info, title="Does the information remain?", footer=INFORMATION_FOOTER)
+    declared = measure_declarations([result])
+    for table, rows_of in measure_tables(result).items():
+        said = columns_footer(measure_columns(result, table), declared)
+        text += "\n" + to_markdown(rows_of, title=table_title(table),
+                                   footer=" ".join(x for x in (said + "." if said else "", TABLE_DOCS.get(table, "")) if x))
     found = rows(attacks) if attacks else []
     if found:
-        text += "\n" + to_markdown(found, title="Does forgetting survive an adversary?", footer=ATTACKS_FOOTER)
+        text += "\n" + to_markdown(found, title="Does forgetting survive an adversary?", footer=attacks_footer(attacks))
     failed = failures(attacks)
     if failed:
         text += "\nFailed attacks:\n\n" + "\n".join(f"- {line}" for line in failed) + "\n"
@@ -126,8 +140,7 @@ def title(result: RunResult) -> str:
 def footer(result: RunResult) -> str:
     value = result.overall
     text = "n/a" if math.isnan(value) else f"{value:.3f}"
-    described = {m: info.get("description", "") for m, info in result.measures.items()}
-    named = "; ".join(f"{m}: {described[m]}" for m in measure_columns(result) if described.get(m))
+    named = columns_footer(measure_columns(result), measure_declarations([result]))
     roles = "/".join(result.reference_roles())
     return (f"Overall score (harmonic mean of the normalised dimensions): **{text}**. "
             + (f"{named}. " if named else "") + f"{roles}: the reference models' task scores.")

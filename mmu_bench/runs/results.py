@@ -32,8 +32,8 @@ from mmu_bench.core.errors import MMUBenchError
 
 SCHEMA_VERSION = 2
 UNLEARNED = "unlearned"
+SUITE_PREFIX = "suite/"  # a utility-suite task is "suite/<its lmms-eval name>" (mmu_bench.harness.suites)
 OPTIONAL_TASK_FIELDS = {"suite": "", "joins": False}
-
 
 
 class ResultsError(MMUBenchError):
@@ -176,14 +176,6 @@ class RunResult:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResultsError(f"{where}: not a valid results file (schema_version {version}): "
                                f"{type(exc).__name__}: {exc}") from exc
-
-
-def run_folder(path: str | Path, option: str = "") -> Path:
-    """A finished run folder (it holds results.json); ResultsError naming ``option`` otherwise."""
-    folder = Path(path)
-    if not (folder / "results.json").is_file():
-        raise ResultsError(f"{option}{path}: no results.json there; not a finished run folder")
-    return folder
 
 
 def read(path: str | Path) -> RunResult:

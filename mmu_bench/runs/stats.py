@@ -3,7 +3,7 @@ paired test of two methods over the same seeds.
 
 The bootstrap resamples at two levels, as the data were produced: the runs (seeds) with
 replacement, then, within each drawn run, the clusters of every task (a cluster is a person, or
-an item that has none; ``mmu_bench.trajectory.cluster_of``) with replacement. Tasks over the
+an item that has none; ``cluster_of``) with replacement. Tasks over the
 same people (visual forgetting and textual retention: the forget people) share one draw, so
 what a statistic pairs stays paired. The reference models' scores that normalise a dimension
 are held fixed: they are the scale, not a sampled quantity. The interval is the percentile
@@ -104,3 +104,24 @@ def paired_test(a: dict[int, float], b: dict[int, float]) -> tuple[float, int]:
 
 def _finite(v) -> bool:
     return v is not None and not math.isnan(v)
+
+
+def cluster_of(record: dict) -> str:
+    """What a bootstrap resamples: the record's entity (a person); an item without one (general
+    utility) is its own cluster."""
+    return record.get("entity_id") or f"item:{record['item_id']}"
+
+
+def cluster_sums(records: list[dict], score: dict[str, list[str]]) -> dict:
+    """task -> cluster -> measure -> [sum, count] of the per-item values of each task's score
+    measures (``score``: task -> its score measures); what a bootstrap over people needs."""
+    out: dict = {}
+    for record in records:
+        for measure in score.get(record["task"], ()):
+            value = record.get(measure)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            cell = out.setdefault(record["task"], {}).setdefault(cluster_of(record), {}).setdefault(measure, [0.0, 0])
+            cell[0] += float(value)
+            cell[1] += 1
+    return out

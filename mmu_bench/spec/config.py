@@ -7,13 +7,12 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from mmu_bench.api.method import MethodConfig, UnlearningMethod
 from mmu_bench.core.errors import MMUBenchError
+from mmu_bench.core.options import coerce, typed_dataclass
 from mmu_bench.core.storage import read_yaml_mapping
-from mmu_bench.harness import tracking
 from mmu_bench.spec import hparams
+from mmu_bench.spec import trackers as tracking
 
 
 @dataclass
@@ -107,57 +106,14 @@ def parse_assignment(text: str, option: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def coerce(value, annotation, where: str):
-    """Convert a command-line string (or YAML value) to a dataclass field's type."""
-    origin = typing.get_origin(annotation)
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            return None
-        return coerce(value, args[0], where)
-    if not isinstance(value, str):
-        if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if annotation in (int, float, str, bool) and not isinstance(value, annotation):
-            raise MMUBenchError(f"{where}: expected {annotation.__name__}, got {value!r}")
-        return value
-    try:
-        if annotation is bool:
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if annotation in (int, float, str):
-            return annotation(value)
-        parsed = yaml.safe_load(value)
-        return parsed
-    except ValueError as exc:
-        name = getattr(annotation, "__name__", str(annotation))
-        raise MMUBenchError(f"{where}: expected {name}, got {value!r}") from exc
-
-
-def method_config(cls: type[UnlearningMethod], benchmark: str, overrides: dict) -> MethodConfig:
-    """The method's Config: dataclass defaults <- its defaults for ``benchmark`` in
-    ``hparams/<benchmark>.yaml`` (``mmu_bench.hparams``) <- ``overrides``. Unknown or ill-typed
-    keys are errors that list the valid ones (and, for the file's, name it)."""
+def method_config(cls: type[UnlearningMethod], benchmark: str | Path | None, overrides: dict) -> MethodConfig:
+    """The method's Config: dataclass defaults <- its defaults in the benchmark's hyperparameter
+    file (``benchmark``: what the adapter declares, a shipped file's name or a path;
+    ``mmu_bench.spec.hparams``) <- ``overrides``. Unknown or ill-typed keys are errors that list
+    the valid ones (and, for the file's, name it)."""
     hints = typing.get_type_hints(cls.Config)
     values, path = hparams.defaults(benchmark, cls.name, {f.name for f in dataclasses.fields(cls.Config)})
     typed = {k: coerce(v, hints[k], f"hyperparameter file {path}, method {cls.name!r}: {k!r}") for k, v in values.items()}
     return typed_dataclass(cls.Config, {**typed, **overrides}, f"method {cls.name!r}", "argument")
 
 
-def typed_dataclass(config_cls: type, values: dict, owner: str, noun: str):
-    """``config_cls(**values)`` with each value coerced to its field's type. Unknown keys, bad
-    types and invalid values raise MMUBenchError naming ``owner`` and listing the valid keys."""
-    hints = typing.get_type_hints(config_cls)
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        valid = ", ".join(f"{name} ({getattr(hints[name], '__name__', hints[name])})" for name in sorted(fields))
-        raise MMUBenchError(f"{owner}: unknown {noun}(s) {', '.join(unknown)}; valid: {valid}")
-    typed = {k: coerce(v, hints[k], f"{owner} {noun} {k!r}") for k, v in values.items()}
-    try:
-        return config_cls(**typed)
-    except (TypeError, ValueError) as exc:
-        raise MMUBenchError(f"{owner}: invalid configuration: {exc}") from exc

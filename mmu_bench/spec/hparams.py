@@ -1,10 +1,11 @@
 """Default hyperparameters of methods per benchmark: data, not code.
 
-``hparams/<benchmark>.yaml`` (installed as ``mmu_bench._hparams``) maps a method's name to the
-values of its ``Config`` it starts from on that benchmark; the key ``"*"`` holds values every
-method starts from (``MethodConfig`` fields, e.g. the settings published for 7B models). A
-method's defaults on a benchmark are ``"*"`` <- its own entry; a benchmark without a file has
-none. ``config.method_config`` layers them: Config defaults <- these <- user arguments.
+A benchmark adapter names its file (``BenchmarkAdapter.hparams``): a shipped one by name
+(``hparams/<name>.yaml``, installed as ``mmu_bench._hparams``) or any YAML file by path. It maps a
+method's name to the values of its ``Config`` it starts from on that benchmark; the key ``"*"``
+holds values every method starts from (``MethodConfig`` fields, e.g. the settings published for
+7B models). A method's defaults on a benchmark are ``"*"`` <- its own entry; a benchmark without
+a file has none. ``config.method_config`` layers them: Config defaults <- these <- user arguments.
 
 An attack's defaults on a benchmark sit under ``attack:<name>`` in the same file (the
 ``"*"`` entry is for methods only).
@@ -29,11 +30,20 @@ def hparams_dir() -> Path:
     return Path(str(resources.files("mmu_bench._hparams")))
 
 
-def hparams_file(benchmark: str, directory: Path | None = None) -> Path | None:
-    """The file of ``benchmark``'s defaults, or None if it has none."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", benchmark):
+def hparams_file(name: str | Path | None, directory: Path | None = None) -> Path | None:
+    """A benchmark's file of defaults: ``name`` a shipped file's name (in ``directory``, by default
+    the shipped ones; None when there is no such file), or a YAML file's path (which must exist);
+    None for None."""
+    if name is None:
         return None
-    path = (directory or hparams_dir()) / f"{benchmark}.yaml"
+    if isinstance(name, Path) or str(name).endswith((".yaml", ".yml")) or "/" in str(name):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise MMUBenchError(f"hyperparameter file {path} does not exist")
+        return path
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        return None
+    path = (directory or hparams_dir()) / f"{name}.yaml"
     return path if path.is_file() else None
 
 
@@ -47,7 +57,7 @@ def load(path: Path) -> dict[str, dict]:
     return data
 
 
-def defaults(benchmark: str, method: str, fields: set[str] | None = None,
+def defaults(benchmark: str | Path | None, method: str, fields: set[str] | None = None,
              directory: Path | None = None) -> tuple[dict, Path | None]:
     """``method``'s defaults on ``benchmark`` (``"*"`` <- the method's entry) and the file they
     come from. With ``fields`` (the method's Config fields), a key that is not one of them is an
@@ -76,7 +86,8 @@ def check_fields(path: Path, entry: str, values: dict, fields: set[str], owner: 
 ATTACK_PREFIX = "attack:"
 
 
-def attack_defaults(benchmark: str, attack: str, fields: set[str], directory: Path | None = None) -> tuple[dict, Path | None]:
+def attack_defaults(benchmark: str | Path | None, attack: str, fields: set[str],
+                    directory: Path | None = None) -> tuple[dict, Path | None]:
     """Attack ``attack``'s defaults on ``benchmark`` (entry ``attack:<name>``) and their file; a
     key that is not one of ``fields`` (its Config's) is an error naming the file and the key."""
     path = hparams_file(benchmark, directory)

@@ -30,7 +30,7 @@ from mmu_bench.api.prompts import demonstration
 from mmu_bench.api.schema import FORMATS
 from mmu_bench.core.errors import MMUBenchError, UnknownNameError
 from mmu_bench.core.storage import json_digest, read_yaml_mapping
-from mmu_bench.harness.evaluate import text_rows
+from mmu_bench.spec.selection import text_rows
 from mmu_bench.spec.tasks import Task
 
 HARNESS = "harness"

@@ -1,16 +1,20 @@
-"""Names -> methods, measures, benchmarks and model providers, with "did you mean" errors.
+"""Names -> plugins (methods, measures, attacks, benchmark adapters, model providers), with "did
+you mean" errors.
 
-``--method X`` (and ``--measure X``, ``--attack X``) resolves, in order: an entry point named X
-in the group ``mmu_bench.methods`` (``mmu_bench.measures``, ``mmu_bench.attacks``; the built-in
-ones are registered there too),
-``package.module:Class``, then ``path/to/file.py:Class``. A broken third-party entry point only
-warns, so it cannot break ``mmu-bench list`` or other plugins.
+Every kind has the same door. ``--method X`` (``--measure X``, ``--attack X``, ``--benchmark X``,
+``--model X``) resolves, in order: an entry point named X in the kind's group
+(``mmu_bench.methods``, ``.measures``, ``.attacks``, ``.benchmarks``, ``.models``; the built-in
+plugins are registered there too), ``package.module:Class``, then ``path/to/file.py:Class``. The
+class is checked against its contract, and its origin and source SHA-256 are recorded. A model
+provider that ``takes_source`` is also named ``<name>:<hub name or folder>`` (``hf:org/model``).
+A broken third-party entry point only warns, so it cannot break ``mmu-bench list`` or other
+plugins.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
-import functools
 import hashlib
 import importlib
 import importlib.util
@@ -23,8 +27,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from mmu_bench.api.attack import Attack, AttackConfig
+from mmu_bench.api.benchmark import BenchmarkAdapter
 from mmu_bench.api.measure import ItemMeasure, Measure
 from mmu_bench.api.method import MethodConfig, UnlearningMethod
+from mmu_bench.api.provider import ModelProvider
 from mmu_bench.api.schema import FORMATS
 from mmu_bench.core.errors import MMUBenchError, UnknownNameError
 from mmu_bench.core.storage import json_digest
@@ -32,6 +38,8 @@ from mmu_bench.core.storage import json_digest
 METHOD_GROUP = "mmu_bench.methods"
 MEASURE_GROUP = "mmu_bench.measures"
 ATTACK_GROUP = "mmu_bench.attacks"
+BENCHMARK_GROUP = "mmu_bench.benchmarks"
+MODEL_GROUP = "mmu_bench.models"
 
 
 class PluginError(MMUBenchError):
@@ -40,7 +48,7 @@ class PluginError(MMUBenchError):
 
 @dataclass(frozen=True)
 class Resolved:
-    """A resolved plugin (a method or a measure): its class and where it came from."""
+    """A resolved plugin: its class and where it came from."""
 
     cls: type
     name: str
@@ -55,7 +63,7 @@ def _sha256(path: str) -> str:
 
 def _check(obj, spec: str, origin: str) -> type[UnlearningMethod]:
     if not (inspect.isclass(obj) and issubclass(obj, UnlearningMethod)):
-        raise PluginError(f"method plugin {spec!r} ({origin}): {obj!r} is not a subclass of mmu_bench.method.UnlearningMethod")
+        raise PluginError(f"method plugin {spec!r} ({origin}): {obj!r} is not a subclass of mmu_bench.api.UnlearningMethod")
     if obj.loss is UnlearningMethod.loss and obj.unlearn is UnlearningMethod.unlearn:
         raise PluginError(f"method plugin {spec!r} ({origin}): implements neither loss() nor unlearn()")
     if not obj.name:
@@ -63,7 +71,7 @@ def _check(obj, spec: str, origin: str) -> type[UnlearningMethod]:
     config = obj.Config
     if not (inspect.isclass(config) and issubclass(config, MethodConfig) and dataclasses.is_dataclass(config)):
         raise PluginError(f"method plugin {spec!r} ({origin}): `Config` must be a dataclass subclassing "
-                          f"mmu_bench.method.MethodConfig, got {config!r}")
+                          f"mmu_bench.api.MethodConfig, got {config!r}")
     missing = [f.name for f in dataclasses.fields(config)
                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -82,7 +90,7 @@ def _check(obj, spec: str, origin: str) -> type[UnlearningMethod]:
 
 def _check_measure(obj, spec: str, origin: str) -> type[Measure]:
     if not (inspect.isclass(obj) and issubclass(obj, Measure)):
-        raise PluginError(f"measure plugin {spec!r} ({origin}): {obj!r} is not a subclass of mmu_bench.measure.Measure")
+        raise PluginError(f"measure plugin {spec!r} ({origin}): {obj!r} is not a subclass of mmu_bench.api.Measure")
     if not obj.name:
         raise PluginError(f"measure plugin {spec!r} ({origin}): the class sets no `name`")
     if issubclass(obj, ItemMeasure):
@@ -95,6 +103,9 @@ def _check_measure(obj, spec: str, origin: str) -> type[Measure]:
     if not obj.formats or bad:
         raise PluginError(f"measure plugin {spec!r} ({origin}): `formats` must name formats among {FORMATS}, "
                           f"got {obj.formats!r}")
+    if not all(isinstance(getattr(obj, a), str) for a in ("table", "label", "explain")) or not obj.table:
+        raise PluginError(f"measure plugin {spec!r} ({origin}): `table`, `label` and `explain` must be text "
+                          "(and `table` not empty)")
     if obj.higher_is_better not in (None, True, False):
         raise PluginError(f"measure plugin {spec!r} ({origin}): `higher_is_better` must be True, False or None")
     for attr in ("references", "other_tasks"):
@@ -106,7 +117,7 @@ def _check_measure(obj, spec: str, origin: str) -> type[Measure]:
 
 def _check_attack(obj, spec: str, origin: str) -> type[Attack]:
     if not (inspect.isclass(obj) and issubclass(obj, Attack)):
-        raise PluginError(f"attack plugin {spec!r} ({origin}): {obj!r} is not a subclass of mmu_bench.attack.Attack")
+        raise PluginError(f"attack plugin {spec!r} ({origin}): {obj!r} is not a subclass of mmu_bench.api.Attack")
     if not obj.name:
         raise PluginError(f"attack plugin {spec!r} ({origin}): the class sets no `name`")
     if obj.run is Attack.run:
@@ -114,13 +125,51 @@ def _check_attack(obj, spec: str, origin: str) -> type[Attack]:
     config = obj.Config
     if not (inspect.isclass(config) and issubclass(config, AttackConfig) and dataclasses.is_dataclass(config)):
         raise PluginError(f"attack plugin {spec!r} ({origin}): `Config` must be a dataclass subclassing "
-                          f"mmu_bench.attack.AttackConfig, got {config!r}")
+                          f"mmu_bench.api.AttackConfig, got {config!r}")
     if not isinstance(obj.columns, tuple) or not all(isinstance(c, str) for c in obj.columns):
         raise PluginError(f"attack plugin {spec!r} ({origin}): `columns` must be a tuple of names, got {obj.columns!r}")
+    stray = [c for c in obj.labels if c not in obj.columns] if isinstance(obj.labels, dict) else None
+    if stray is None or stray or not all(isinstance(v, str) for v in obj.labels.values()):
+        raise PluginError(f"attack plugin {spec!r} ({origin}): `labels` must map some of its columns to headers, got "
+                          f"{obj.labels!r}")
     try:
         config()
     except Exception as exc:
         raise PluginError(f"attack plugin {spec!r} ({origin}): its default config is invalid: {exc}") from exc
+    return obj
+
+
+def _check_benchmark(obj, spec: str, origin: str) -> type[BenchmarkAdapter]:
+    where = f"benchmark plugin {spec!r} ({origin})"
+    if not (inspect.isclass(obj) and issubclass(obj, BenchmarkAdapter)):
+        raise PluginError(f"{where}: {obj!r} is not a subclass of mmu_bench.api.BenchmarkAdapter")
+    if not obj.name:
+        raise PluginError(f"{where}: the class sets no `name`")
+    if obj.load is BenchmarkAdapter.load:
+        raise PluginError(f"{where}: implements no load()")
+    ratios = obj.forget_ratios
+    if not isinstance(ratios, tuple) or not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ratios):
+        raise PluginError(f"{where}: `forget_ratios` must be a tuple of percentages, got {ratios!r}")
+    if not isinstance(obj.protocol, str) or not obj.protocol.strip():
+        raise PluginError(f"{where}: `protocol` must name a protocol or a protocol file, got {obj.protocol!r}")
+    if obj.hparams is not None and (not isinstance(obj.hparams, str) or not obj.hparams.strip()):
+        raise PluginError(f"{where}: `hparams` must name a hyperparameter file or be None, got {obj.hparams!r}")
+    return obj
+
+
+def _check_model(obj, spec: str, origin: str) -> type[ModelProvider]:
+    where = f"model plugin {spec!r} ({origin})"
+    if not (inspect.isclass(obj) and issubclass(obj, ModelProvider)):
+        raise PluginError(f"{where}: {obj!r} is not a subclass of mmu_bench.api.ModelProvider")
+    if not obj.name:
+        raise PluginError(f"{where}: the class sets no `name`")
+    missing = [m for m in ("path", "recipe_hash", "load", "load_checkpoint")
+               if getattr(obj, m) is getattr(ModelProvider, m)]
+    if missing:
+        raise PluginError(f"{where}: implements no {', '.join(f'{m}()' for m in missing)}")
+    roles = obj.roles
+    if not isinstance(roles, tuple) or not roles or not all(isinstance(r, str) for r in roles) or roles[0] != "vanilla":
+        raise PluginError(f"{where}: `roles` must be a tuple of reference model names, vanilla first, got {roles!r}")
     return obj
 
 
@@ -136,6 +185,9 @@ class PluginKind:
 METHODS = PluginKind("method", METHOD_GROUP, _check)
 MEASURES = PluginKind("measure", MEASURE_GROUP, _check_measure)
 ATTACKS = PluginKind("attack", ATTACK_GROUP, _check_attack)
+BENCHMARKS = PluginKind("benchmark", BENCHMARK_GROUP, _check_benchmark)
+MODELS = PluginKind("model", MODEL_GROUP, _check_model)
+KINDS = (METHODS, MEASURES, ATTACKS, BENCHMARKS, MODELS)
 
 
 def _resolved(cls: type, origin: str) -> Resolved:
@@ -220,16 +272,49 @@ def resolve_attack(spec: str) -> Resolved:
     return resolve(ATTACKS, spec)
 
 
+def resolve_benchmark(spec: str) -> Resolved:
+    return resolve(BENCHMARKS, spec)
+
+
+def resolve_model(spec: str) -> tuple[Resolved, dict]:
+    """A model provider and the options its name implies: ``<name>:<source>`` names a provider
+    that ``takes_source`` (``hf:org/model``), which gets ``path=<source>`` and ``name=spec``."""
+    prefix, colon, source = spec.partition(":")
+    eps = entry_points_of(MODELS)
+    if colon and prefix in eps:
+        resolved = _load_entry_point(MODELS, eps[prefix])
+        if resolved.cls.takes_source:
+            if not source.strip():
+                raise PluginError(f"model {spec!r} needs a hub name or local folder: --model {prefix}:<name-or-path>")
+            return resolved, {"path": source, "name": spec}
+    if not colon and spec in eps and _is_source_provider(eps[spec]):
+        raise PluginError(f"model {spec!r} needs a hub name or local folder: --model {spec}:<name-or-path>")
+    try:
+        return resolve(MODELS, spec), {}
+    except UnknownNameError:
+        raise UnknownNameError("model", spec, [*(f"{n}:<name-or-path>" if _is_source_provider(ep) else n
+                                                 for n, ep in eps.items())]) from None
+
+
+def _is_source_provider(ep) -> bool:
+    try:
+        return bool(getattr(ep.load(), "takes_source", False))
+    except Exception:  # a broken plugin is reported when it is resolved, not here
+        return False
+
+
 def list_plugins(kind: PluginKind) -> list[dict]:
     """Every registered plugin of ``kind`` with its origin; broken ones are listed with their error and warn."""
     out = []
     for name, ep in sorted(entry_points_of(kind).items()):
         try:
             resolved = _load_entry_point(kind, ep)
-            out.append({"name": name, "origin": resolved.origin, "version": resolved.cls.version, "error": ""})
+            out.append({"name": name, "origin": resolved.origin, "version": resolved.cls.version,
+                        "description": getattr(resolved.cls, "description", ""), "error": "", "cls": resolved.cls})
         except PluginError as exc:
             warnings.warn(str(exc), stacklevel=2)
-            out.append({"name": name, "origin": ep.value, "version": "", "error": str(exc)})
+            out.append({"name": name, "origin": ep.value, "version": "", "description": "", "error": str(exc),
+                        "cls": None})
     return out
 
 
@@ -237,37 +322,47 @@ def list_methods() -> list[dict]:
     return list_plugins(METHODS)
 
 
-# Benchmarks and model providers: name -> "module:function" (imported lazily).
-BENCHMARKS = {
-    "mmu-synth": "mmu_bench.data.synth:load",
-    "mllmu": "mmu_bench.data.mllmu:load",
-    "clear": "mmu_bench.data.clear:load",
-}
-MODELS = {
-    "tiny-llava": "mmu_bench.models.tiny:TinyLlavaProvider",
-    "llava-1.5-7b": "mmu_bench.models.hf:Llava15_7B",
-    "qwen2-vl-7b": "mmu_bench.models.hf:Qwen2VL_7B",
-    "qwen2.5-vl-7b": "mmu_bench.models.hf:Qwen25VL_7B",
-}
-# ``hf:<hub name or local folder>``: any image-text-to-text model of transformers.
-HF_PREFIX = "hf:"
+def declared(kind: PluginKind, name: str) -> dict:
+    """What the plugin registered as ``name`` declares in its class body (its literal class
+    attributes, and those of its bases in the same file), read from its source without importing
+    it: reports describe plugins without loading a model library. Empty when no such entry point
+    is installed or its source cannot be read."""
+    ep = entry_points_of(kind).get(name)
+    if ep is None:
+        return {}
+    module, _, attr = ep.value.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)  # imports its parent packages, not the module
+        tree = ast.parse(Path(spec.origin).read_text())
+    except (ImportError, AttributeError, TypeError, ValueError, OSError, SyntaxError):
+        return {}
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
 
+    def attributes(cls: str, seen: frozenset) -> dict:
+        node = classes.get(cls)
+        if node is None or cls in seen:
+            return {}
+        out: dict = {}
+        for base in node.bases:  # bases first: the class's own values win
+            if isinstance(base, ast.Name):
+                out.update(attributes(base.id, seen | {cls}))
+        for stmt in node.body:
+            pairs = []
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target = stmt.targets[0]
+                if isinstance(target, ast.Name):
+                    pairs = [(target, stmt.value)]
+                elif isinstance(target, ast.Tuple) and isinstance(stmt.value, ast.Tuple) \
+                        and len(target.elts) == len(stmt.value.elts):
+                    pairs = list(zip(target.elts, stmt.value.elts))
+            elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+                pairs = [(stmt.target, stmt.value)]
+            for target, value in pairs:
+                if isinstance(target, ast.Name):
+                    try:
+                        out[target.id] = ast.literal_eval(value)
+                    except ValueError:
+                        out.pop(target.id, None)  # not a literal: not known without running the code
+        return out
 
-def _import(target: str):
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def benchmark_loader(name: str):
-    if name not in BENCHMARKS:
-        raise UnknownNameError("benchmark", name, BENCHMARKS)
-    return _import(BENCHMARKS[name])
-
-
-def model_provider(name: str):
-    """A provider class (or factory), called with ``progress=`` and the model options."""
-    if name.startswith(HF_PREFIX) and name[len(HF_PREFIX):].strip():
-        return functools.partial(_import("mmu_bench.models.hf:HFProvider"), path=name[len(HF_PREFIX):], name=name)
-    if name not in MODELS:
-        raise UnknownNameError("model", name, [*MODELS, f"{HF_PREFIX}<name-or-path>"])
-    return _import(MODELS[name])
+    return attributes(attr, frozenset())

@@ -181,7 +181,3 @@ def load_tasks(names: list[str] | None = None, directory: Path | None = None) ->
     return tasks
 
 
-def default_prompts(directory: Path | None = None) -> dict:
-    """The shared prompt block (from ``_base.yaml``), used to fine-tune models in the same format."""
-    spec = _read((directory or tasks_dir()) / "_base.yaml")
-    return {key: spec[key] for key in ("prompt_version", "prompts", "blank", "formats")}
