@@ -43,13 +43,14 @@ def main() -> None:
 
     # Batched against one-at-a-time evaluation of the same items with the vanilla model.
     from mmu_bench.harness.evaluate import EvalSettings, evaluate
-    from mmu_bench.harness.run import load_benchmark, make_provider
+    from mmu_bench.harness.session import load_benchmark
     from mmu_bench.spec.config import RunConfig
+    from mmu_bench.spec.plan import for_references
     from mmu_bench.spec.tasks import load_tasks
 
-    config = RunConfig()
-    benchmark = load_benchmark(config)
-    loaded = make_provider(config, progress=False).load("vanilla", benchmark)
+    plan = for_references(RunConfig(), progress=False)
+    benchmark = load_benchmark(plan)
+    loaded = plan.provider.load("vanilla", benchmark)
     tasks = load_tasks()
     timings = {}
     for batch_size in (64, 1):

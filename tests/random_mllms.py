@@ -11,9 +11,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from mmu_bench.api import default_prompts
 from mmu_bench.models import tiny
 from mmu_bench.models.hf import _image_only
-from mmu_bench.spec.tasks import default_prompts
 
 QWEN_SPECIAL = ["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                 "<|image_pad|>", "<|video_pad|>"]

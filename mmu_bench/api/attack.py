@@ -135,7 +135,7 @@ class Target:
         """The image QA training pairs of these forget entities (what methods unlearn), encoded
         as the harness fine-tunes on them."""
         from mmu_bench.api.context import EncodedSet
-        from mmu_bench.spec.tasks import default_prompts
+        from mmu_bench.api.prompts import default_prompts
 
         rows = self.benchmark.forget_set()
         wanted = set(entities)

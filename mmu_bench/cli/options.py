@@ -187,7 +187,7 @@ def launch_options(args):
 
 
 def add_launch_options(p: argparse.ArgumentParser) -> None:
-    from mmu_bench.harness.launch import LAUNCHERS
+    from mmu_bench.spec.config import LAUNCHERS
 
     g = p.add_argument_group("where the grid runs (README, \"Sweeps on a cluster\")")
     g.add_argument("--launcher", choices=LAUNCHERS, default="inline",

@@ -20,9 +20,7 @@ from pathlib import Path
 import yaml
 
 from mmu_bench.core.errors import MMUBenchError
-from mmu_bench.spec.config import RunConfig
-
-LAUNCHERS = ("inline", "local", "slurm")
+from mmu_bench.spec.config import LAUNCHERS, RunConfig
 
 
 @dataclass

@@ -234,7 +234,7 @@ def compose(session: Session, unlearned_scores: dict[str, dict[str, Value]], rec
         benchmark={"name": benchmark.name, "fingerprint": benchmark.fingerprint,
                    "forget_ratio": benchmark.forget_ratio, "forget_entities": list(benchmark.forget_entities),
                    "info": benchmark.info},
-        model={"name": config.model,
+        model={"name": plan.model_name,
                "references": {role: {"path": refs[role].model_path, "recipe_hash": refs[role].recipe_hash}
                               for role in refs}},
         method=plan.method,

@@ -206,6 +206,20 @@ def training_features(rows, processor, prompts: dict, mc_weight: int) -> list[li
     return per_row
 
 
+def check_vocabulary(rows, processor, benchmark: str) -> None:
+    """The tiny model's tokenizer knows MMU-Synth's words only (a closed vocabulary): a benchmark
+    whose rows use other words would train on unknown tokens, so it is refused, naming them."""
+    known = processor.tokenizer.get_vocab()
+    texts = rows.select_columns(["question", "answer", "options"]).to_dict()
+    words = {w for column in ("question", "answer") for text in texts[column] for w in re.findall(r"\w+|[^\w\s]", text)}
+    words |= {w for options in texts["options"] for text in options for w in re.findall(r"\w+|[^\w\s]", text)}
+    unknown = sorted(w for w in words if w not in known)
+    if unknown:
+        raise ValueError(f"tiny-llava's tokenizer knows MMU-Synth's words only; benchmark {benchmark!r} uses "
+                         f"{len(unknown)} others ({', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}): "
+                         "run it with a real model (--model hf:...)")
+
+
 class TinyLlavaProvider(CachedProvider):
     """``tiny-llava``: the embedded default model. ``load(role, benchmark)`` returns the cached
     vanilla, oracle or visual oracle model for that benchmark (``Benchmark.training_rows``),
@@ -318,9 +332,8 @@ class TinyLlavaProvider(CachedProvider):
         else:
             base = self.load("base")
             processor, model = base.processor, base.model
-            if benchmark.name != "mmu-synth":
-                raise ValueError(f"tiny-llava is trained for mmu-synth only, not {benchmark.name!r}")
             rows = benchmark.training_rows(role)
+            check_vocabulary(rows, processor, benchmark.name)
             source = benchmark.fingerprint
             steps, desc = r.finetune_steps, f"training tiny-llava {role}"
         torch.manual_seed(r.seed)

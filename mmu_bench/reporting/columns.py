@@ -49,7 +49,8 @@ def measure_declarations(runs: list[RunResult]) -> dict[str, dict]:
     ``runs`` (a run that recorded them wins over the installed plugin)."""
     found: dict[str, dict] = {}
     for result in runs:
-        for name, info in result.measures.items():
+        named = {m: {} for task in result.tasks.values() for m in task.measures}  # measures of older files
+        for name, info in {**named, **result.measures}.items():
             recorded = "label" in info
             if name in found and (found[name]["recorded"] or not recorded):
                 continue

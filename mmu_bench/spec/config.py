@@ -14,6 +14,8 @@ from mmu_bench.core.storage import read_yaml_mapping
 from mmu_bench.spec import hparams
 from mmu_bench.spec import trackers as tracking
 
+LAUNCHERS = ("inline", "local", "slurm")  # where a sweep's grid points run (mmu_bench.harness.launch)
+
 
 @dataclass
 class RunConfig:

@@ -64,7 +64,7 @@ class Plan:
 
 def for_run(config: RunConfig, progress: bool = True) -> Plan:
     """The plan of ``mmu-bench run``: ``config.method`` unlearns."""
-    plan = _base(config, progress)
+    plan = _base(config, progress, result=True)
     resolved = registry.resolve_method(config.method)
     plan.method_class = resolved.cls
     plan.method_config = method_config(resolved.cls, plan.hparams, config.method_args)
@@ -77,10 +77,10 @@ def for_run(config: RunConfig, progress: bool = True) -> Plan:
 def for_checkpoint(config: RunConfig, checkpoint: str, name: str, progress: bool = True) -> Plan:
     """The plan of ``mmu-bench eval``: a model unlearned elsewhere, scored exactly like a run
     and named ``name`` on leaderboards."""
+    plan = _base(config, progress, result=True)
     path = Path(checkpoint)
     if not path.is_dir():
         raise MMUBenchError(f"--checkpoint {checkpoint}: no such folder")
-    plan = _base(config, progress)
     plan.method = {"name": name, "spec": f"{CHECKPOINT}{path.resolve()}", "version": "",
                    "origin": f"checkpoint {path.resolve()}", "source_file": str(path.resolve()),
                    "source_sha256": folder_sha256(path), "config": {}}
@@ -96,19 +96,21 @@ def for_references(config: RunConfig, progress: bool = True) -> Plan:
 
 
 def _ready(plan: Plan) -> Plan:
-    config = plan.config
-    plan.attacks = plan_attacks(config, plan.hparams)
-    if config.utility_suite:
-        if launched():
-            raise MMUBenchError("--utility-suite does not run under `accelerate launch`: run in a single process")
-        utility.require(config.utility_suite)
-    trackers.require(config.log_with)  # a tracker's package missing: fail before any work
-    plan.key = run_key(plan)
+    plan.attacks = plan_attacks(plan.config, plan.hparams)
+    plan.key = run_key(plan.config, plan.method, plan.protocol)
     return plan
 
 
-def _base(config: RunConfig, progress: bool) -> Plan:
+def _base(config: RunConfig, progress: bool, result: bool = False) -> Plan:
+    """What every plan holds; ``result``: the plan writes a run folder (its trackers and utility
+    suites are checked too)."""
     config.validate()
+    if result:
+        trackers.require(config.log_with)  # a tracker's package missing: fail before any work
+        if config.utility_suite:
+            if launched():
+                raise MMUBenchError("--utility-suite does not run under `accelerate launch`: run in a single process")
+            utility.require(config.utility_suite)
     adapter = registry.resolve_benchmark(config.benchmark)
     benchmark = adapter.cls()
     try:
@@ -116,7 +118,7 @@ def _base(config: RunConfig, progress: bool) -> Plan:
     except (TypeError, ValueError) as exc:
         raise MMUBenchError(f"benchmark {config.benchmark!r}: {exc}") from exc
     provider, model_name = make_provider(config, progress)
-    protocol = protocols.resolve(config.protocol, declared(benchmark.protocol, adapter), config.protocol_args)
+    protocol = protocol_of(config, adapter)
     all_tasks, measures = resolve_measures(protocol.apply(load_tasks()), config.measures)
     tasks = all_tasks
     if config.tasks:  # in the order given; unknown names fail with "did you mean"
@@ -126,6 +128,12 @@ def _base(config: RunConfig, progress: bool) -> Plan:
     check_needs(tasks, measures, provider.roles)
     hparams_file = hparams.hparams_file(declared(benchmark.hparams, adapter))
     return Plan(config, benchmark, provider, model_name, protocol, tasks, all_tasks, measures, hparams_file)
+
+
+def protocol_of(config: RunConfig, adapter: registry.Resolved | None = None) -> Protocol:
+    """The evaluation protocol of a run: ``auto`` is the one its benchmark declares."""
+    adapter = adapter or registry.resolve_benchmark(config.benchmark)
+    return protocols.resolve(config.protocol, declared(adapter.cls.protocol, adapter), config.protocol_args)
 
 
 def declared(value: str | None, plugin: registry.Resolved) -> str | None:
@@ -141,7 +149,7 @@ def make_provider(config: RunConfig, progress: bool) -> tuple[object, str]:
     """The model provider with its options (checked now) and the model's name."""
     resolved, implied = registry.resolve_model(config.model)
     try:
-        provider = resolved.cls(progress=progress, **implied, **config.model_args)
+        provider = registry.make_model(config.model, progress, **config.model_args)
     except (TypeError, ValueError) as exc:
         raise MMUBenchError(f"model {config.model!r}: bad --model-arg: {exc}") from exc
     provider.check_sources()  # the local folders it was given exist
@@ -188,9 +196,11 @@ def attack_names(specs: list[str]) -> list[str]:
     return out
 
 
-def run_key(plan: Plan) -> str:
-    """Identifies what a run computes (not when): a sweep skips a run whose key has results."""
-    config, method = plan.config, plan.method
+def run_key(config: RunConfig, method: dict, protocol: Protocol | None = None) -> str:
+    """Identifies what a run computes (not when): a sweep skips a run whose key has results.
+    ``method``: the method's record (name, source_sha256, config); ``protocol``: the run's (by
+    default, the one ``config`` names)."""
+    protocol = protocol or protocol_of(config)
     blob = {
         "method": {k: method[k] for k in ("name", "source_sha256", "config")},
         "seed": config.seed, "forget_ratio": config.forget_ratio, "benchmark": config.benchmark,
@@ -201,8 +211,8 @@ def run_key(plan: Plan) -> str:
         blob["measures"] = config.measures
     if config.attacks:  # a run with attacks computes more: a sweep must not take one without for it
         blob["attacks"] = {"names": config.attacks, "args": config.attack_args}
-    if not plan.protocol.changes_nothing:  # the harness's protocol keeps the keys of earlier runs
-        blob["protocol"] = plan.protocol.to_dict()
+    if not protocol.changes_nothing:  # the harness's protocol keeps the keys of earlier runs
+        blob["protocol"] = protocol.to_dict()
     if config.trajectory:
         blob["trajectory"] = [config.trajectory, config.trajectory_sample]
     if config.utility_suite:  # only when given: the keys of earlier runs stay valid

@@ -296,6 +296,12 @@ def resolve_model(spec: str) -> tuple[Resolved, dict]:
                                                  for n, ep in eps.items())]) from None
 
 
+def make_model(spec: str, progress: bool = True, **options):
+    """The model provider ``spec`` names, made with ``options`` (its ``--model-arg`` options)."""
+    resolved, implied = resolve_model(spec)
+    return resolved.cls(progress=progress, **implied, **options)
+
+
 def _is_source_provider(ep) -> bool:
     try:
         return bool(getattr(ep.load(), "takes_source", False))

@@ -1,0 +1,107 @@
+"""Evaluation: batched records equal one-at-a-time ones; the raw signals are what they claim."""
+
+import math
+
+import pytest
+import torch
+
+from mmu_bench.api import default_prompts
+from mmu_bench.api.benchmark import add_split_column
+from mmu_bench.api.encoding import encode
+from mmu_bench.api.prompts import user_text
+from mmu_bench.api.schema import LETTERS
+from mmu_bench.data.synth import SynthConfig, generate
+from mmu_bench.harness.evaluate import EvalSettings, evaluate, select_rows
+from mmu_bench.models.tiny import build_model, build_processor, recipe_vocabulary
+from mmu_bench.spec.tasks import load_tasks
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = generate(SynthConfig(num_entities=6, train_views=1, heldout_views=1, text_variants=1,
+                                general_train_images=1, general_eval_images=2, general_eval_sums=2))
+    rows = add_split_column(data["eval"], {"e0000", "e0001"})
+    processor = build_processor(recipe_vocabulary(default_prompts()))
+    return build_model(processor, seed=1), processor, rows, load_tasks()
+
+
+def test_batched_and_unbatched_evaluation_agree(setup):
+    model, processor, rows, tasks = setup
+    settings = dict(limit=3, progress=False)
+    batched = evaluate(model, processor, rows, tasks, EvalSettings(batch_size=16, **settings))
+    single = evaluate(model, processor, rows, tasks, EvalSettings(batch_size=1, **settings))
+    assert [r["item_id"] for r in batched] == [r["item_id"] for r in single]
+    for a, b in zip(batched, single):
+        assert a["output"] == b["output"], a["item_id"]
+        assert a["answer_logprobs"] == pytest.approx(b["answer_logprobs"], abs=1e-4)
+        if "option_logprobs" in a:
+            assert a["option_logprobs"] == pytest.approx(b["option_logprobs"], abs=1e-4)
+
+
+def _by_hand(model, processor, user, image, answer, moments=False):
+    """The answer's per-token log-probabilities, from one unbatched forward pass (``moments``:
+    also, per answer token, the sum over the vocabulary of p log p and of p (log p)^2 - its square)."""
+    row = encode(processor, user, image, answer)
+    batch = {k: v.unsqueeze(0) if k != "pixel_values" else v for k, v in row.items() if k != "labels"}
+    with torch.no_grad():
+        logp = torch.log_softmax(model(**batch).logits[0].float(), -1)
+    labels = row["labels"]
+    positions = [i - 1 for i in range(1, len(labels)) if labels[i] != -100]
+    picked = [logp[i, labels[i + 1]].item() for i in positions]
+    if not moments:
+        return picked
+    mean = [sum(math.exp(x) * x for x in logp[i].tolist()) for i in positions]
+    var = [sum(math.exp(x) * x * x for x in logp[i].tolist()) - m * m for i, m in zip(positions, mean)]
+    return picked, mean, var
+
+
+def test_records_carry_the_answers_log_probabilities(setup):
+    model, processor, rows, tasks = setup
+    records = evaluate(model, processor, rows, tasks, EvalSettings(limit=2, progress=False))
+    by_id = {r["item_id"]: r for r in rows}
+    task_of = {t.name: t for t in tasks}
+    seen = set()
+    for record in records:
+        row, task = by_id[record["item_id"]], task_of[record["task"]]
+        n_answer = len(processor.tokenizer(
+            row["options"][LETTERS.index(row["answer"])] if row["format"] == "multiple_choice" else row["answer"],
+            add_special_tokens=False)["input_ids"])
+        assert len(record["answer_logprobs"]) == n_answer + 1  # then end of answer
+        if record["format"] == "multiple_choice":
+            # The correct option's text after the bare question; its mean is that option's score.
+            expected = _by_hand(model, processor, user_text(row, task.prompts, "option_loglik"), row["image"],
+                                row["options"][LETTERS.index(row["answer"])])
+            correct = record["option_logprobs"][LETTERS.index(row["answer"])]
+            assert sum(record["answer_logprobs"]) / len(record["answer_logprobs"]) == pytest.approx(correct, abs=1e-5)
+        else:
+            expected, mean, var = _by_hand(model, processor, user_text(row, task.prompts), row["image"], row["answer"],
+                                           moments=True)
+            # Min-K%++'s normalisers: mean and variance of log p under the model's distribution.
+            assert record["answer_expected_logprobs"] == pytest.approx(mean, abs=1e-3)
+            assert record["answer_logprob_variances"] == pytest.approx(var, abs=1e-3)
+        assert record["answer_logprobs"] == pytest.approx(expected, abs=1e-4)
+        assert len(record["answer_expected_logprobs"]) == len(record["answer_logprob_variances"]) == len(expected)
+        seen.add(record["format"])
+    assert seen == {"multiple_choice", "cloze", "generation"}
+
+
+def test_each_task_scores_its_own_rows(setup):
+    _, _, rows, tasks = setup
+    chosen = select_rows(rows, tasks, EvalSettings())
+    forget_image = chosen["visual_forgetting"]
+    assert forget_image and all(r["split"] == "forget" and r["modality"] == "image" and r["view"] == "train"
+                                for r in forget_image)
+    assert all(r["modality"] == "text" and r["split"] == "forget" for r in chosen["textual_retention"])
+    assert all(r["split"] == "retain" for r in chosen["retained_vqa"])
+    assert all(r["split"] == "general" and r["entity_id"] == "" for r in chosen["general_utility"])
+    # 2 forget entities x 5 image facts x 3 formats
+    assert len(forget_image) == 30
+
+
+def test_limit_samples_per_format_with_a_fixed_seed(setup):
+    _, _, rows, tasks = setup
+    a = select_rows(rows, tasks, EvalSettings(limit=2))
+    b = select_rows(rows, tasks, EvalSettings(limit=2))
+    assert [r["item_id"] for r in a["retained_vqa"]] == [r["item_id"] for r in b["retained_vqa"]]
+    assert len(a["retained_vqa"]) == 6  # 2 per format
+
