@@ -15,17 +15,22 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+def _small(item) -> bool:
+    return hasattr(getattr(item, "module", None), "SMALL")
+
+
 def pytest_collection_modifyitems(config, items):
     """A test of a module that runs on the small benchmark (it imports ``small.SMALL``) starts
     from the small reference models (``small_references``), trained once for the whole session,
-    and is slow; a browser test is marked so."""
+    and is slow; a browser test is marked so. The others come first: under pytest-xdist, workers
+    run them while the first one to need the small models trains them."""
     for item in items:
-        module = getattr(item, "module", None)
-        if module is not None and hasattr(module, "SMALL"):
+        if _small(item):
             item.fixturenames.insert(0, "small_references")
             item.add_marker(pytest.mark.slow)
         if item.path.name == "test_browser.py":
             item.add_marker(pytest.mark.browser)
+    items.sort(key=_small)  # stable: the order within each group stays
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -50,9 +50,10 @@ What a measure declares:
                       the information remain?) or a table of its own, named by this title;
                       table.md, report.html and the leaderboard's CSV show every measure of a
                       table, each table in a section of its own
-    label             its header on the leaderboard's Markdown and HTML tables (after the
-                      dimension's label, on each dimension's primary task that reports it);
-                      empty: the leaderboard's CSV only
+    label             its header on the leaderboard's Markdown and HTML tables of its table
+                      (after the dimension's label, on each dimension's primary task that
+                      reports it); empty, or a measure of the main table (whose leaderboard
+                      table shows the dimensions' scores): the leaderboard's CSV only
     explain           the sentence the leaderboard's section says of it, with its label: what
                       the number means and which way is good
 

@@ -233,10 +233,10 @@ def compose(session: Session, unlearned_scores: dict[str, dict[str, Value]], rec
         run_uid=uuid.uuid4().hex,
         benchmark={"name": benchmark.name, "fingerprint": benchmark.fingerprint,
                    "forget_ratio": benchmark.forget_ratio, "forget_entities": list(benchmark.forget_entities),
-                   "info": benchmark.info},
+                   "info": benchmark.info, "plugin": plan.plugins["benchmark"]},
         model={"name": plan.model_name,
                "references": {role: {"path": refs[role].model_path, "recipe_hash": refs[role].recipe_hash}
-                              for role in refs}},
+                              for role in refs}, "plugin": plan.plugins["model"]},
         method=plan.method,
         seed=config.seed,
         tasks=tasks,

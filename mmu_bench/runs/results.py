@@ -81,8 +81,8 @@ class Normalisation:
 
 @dataclass
 class RunResult:
-    benchmark: dict  # name, fingerprint, forget_ratio, forget_entities, info
-    model: dict  # name, references: role -> {path, recipe_hash}
+    benchmark: dict  # name, fingerprint, forget_ratio, forget_entities, info, plugin (origin, version, source_sha256)
+    model: dict  # name, references: role -> {path, recipe_hash}, plugin
     method: dict  # name, spec, version, origin, source_file, source_sha256, config
     seed: int
     tasks: dict[str, TaskInfo]

@@ -51,6 +51,7 @@ class Plan:
     all_tasks: list[Task]  # what the reference models are scored on
     measures: Measures
     hparams: Path | None  # the benchmark's hyperparameter file
+    plugins: dict = field(default_factory=dict)  # "benchmark", "model" -> where each came from (results record it)
     attacks: list[PlannedAttack] = field(default_factory=list)
     method: dict | None = None
     method_class: type | None = None
@@ -117,7 +118,7 @@ def _base(config: RunConfig, progress: bool, result: bool = False) -> Plan:
         benchmark.check(config.forget_ratio, **config.benchmark_args)
     except (TypeError, ValueError) as exc:
         raise MMUBenchError(f"benchmark {config.benchmark!r}: {exc}") from exc
-    provider, model_name = make_provider(config, progress)
+    provider, model_name, model_plugin = make_provider(config, progress)
     protocol = protocol_of(config, adapter)
     all_tasks, measures = resolve_measures(protocol.apply(load_tasks()), config.measures)
     tasks = all_tasks
@@ -127,7 +128,13 @@ def _base(config: RunConfig, progress: bool, result: bool = False) -> Plan:
     tasks = needed(tasks, measures, all_tasks)  # with the tasks their measures read
     check_needs(tasks, measures, provider.roles)
     hparams_file = hparams.hparams_file(declared(benchmark.hparams, adapter))
-    return Plan(config, benchmark, provider, model_name, protocol, tasks, all_tasks, measures, hparams_file)
+    return Plan(config, benchmark, provider, model_name, protocol, tasks, all_tasks, measures, hparams_file,
+                plugins={"benchmark": origin(adapter), "model": origin(model_plugin)})
+
+
+def origin(plugin: registry.Resolved) -> dict:
+    """Where a plugin came from, as results record it."""
+    return {"origin": plugin.origin, "version": plugin.cls.version, "source_sha256": plugin.source_sha256}
 
 
 def protocol_of(config: RunConfig, adapter: registry.Resolved | None = None) -> Protocol:
@@ -145,15 +152,15 @@ def declared(value: str | None, plugin: registry.Resolved) -> str | None:
     return str(path if path.is_absolute() else Path(plugin.source_file).parent / path)
 
 
-def make_provider(config: RunConfig, progress: bool) -> tuple[object, str]:
-    """The model provider with its options (checked now) and the model's name."""
+def make_provider(config: RunConfig, progress: bool) -> tuple[object, str, registry.Resolved]:
+    """The model provider with its options (checked now), the model's name and the plugin."""
     resolved, implied = registry.resolve_model(config.model)
     try:
         provider = registry.make_model(config.model, progress, **config.model_args)
     except (TypeError, ValueError) as exc:
         raise MMUBenchError(f"model {config.model!r}: bad --model-arg: {exc}") from exc
     provider.check_sources()  # the local folders it was given exist
-    return provider, config.model if implied else resolved.name
+    return provider, config.model if implied else resolved.name, resolved
 
 
 def plan_attacks(config: RunConfig, hparams_file: Path | None) -> list[PlannedAttack]:

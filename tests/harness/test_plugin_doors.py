@@ -87,7 +87,7 @@ class TinyToy(TinyLlavaProvider):
     description = "tiny-llava, trained briefly"
 
     def __init__(self, progress: bool = True, **options):
-        super().__init__(progress, **{"base_steps": 20, "base_people": 4, "finetune_steps": 40, **options})
+        super().__init__(progress, **{"base_steps": 5, "base_people": 4, "finetune_steps": 10, **options})
 
 
 class ToyAscent(UnlearningMethod):
@@ -147,7 +147,8 @@ def test_a_benchmark_a_model_and_a_method_from_files_run_and_are_recorded(toy_ru
     result = json.loads((folder / "results.json").read_text())
     assert result["benchmark"]["name"] == "toy-bench" and result["benchmark"]["forget_entities"] == ["e0", "e1"]
     assert result["model"]["name"] == "tiny-toy" and result["method"]["name"] == "toy-ascent"
-    assert result["method"]["origin"] == f"file {HERE}"
+    assert result["method"]["origin"] == result["benchmark"]["plugin"]["origin"] == f"file {HERE}"
+    assert result["model"]["plugin"]["origin"] == f"file {HERE}"
     assert result["method"]["source_sha256"] == hashlib.sha256(HERE.read_bytes()).hexdigest()
     assert result["method"]["config"]["steps"] == 2
     assert set(result["dimensions"]["unlearned"]) == {"visual_forgetting", "textual_retention", "retained_vqa",

@@ -57,3 +57,19 @@ def test_hf_paths_and_hashes_without_loading(home, bench, tmp_path):
     assert files(home) == []
     with pytest.raises(UnknownNameError, match="unknown reference model"):
         provider.recipe_hash("base", bench)
+
+
+def test_tiny_llava_refuses_a_benchmark_whose_words_its_tokenizer_does_not_know():
+    import datasets
+
+    from mmu_bench.api import default_prompts
+    from mmu_bench.models.tiny import build_processor, check_vocabulary, recipe_vocabulary
+
+    processor = build_processor(recipe_vocabulary(default_prompts()))
+    known = datasets.Dataset.from_list([{"question": "What is the job of Alma Abernoy?", "answer": "Alma Abernoy "
+                                         "works as a baker.", "options": ["baker", "pilot"]}])
+    check_vocabulary(known, processor, "mine")  # MMU-Synth's words: no error
+    unknown = datasets.Dataset.from_list([{"question": "What is the job of Zyzzy Quux?", "answer": "A juggler.",
+                                           "options": ["florist", "Wizard"]}])
+    with pytest.raises(ValueError, match=r"benchmark 'mine' uses 4 others \(Quux, Wizard, Zyzzy, juggler\)"):
+        check_vocabulary(unknown, processor, "mine")

@@ -52,14 +52,14 @@ def test_matching_shipped_references_are_installed_and_nothing_is_trained(shippe
 def test_a_changed_recipe_trains_anew_and_retrain_trains_again(shipped_small, tmp_path):
     from mmu_bench.core import integrity
 
-    args = [*SMALL, "--model-arg", "finetune_steps=20", "--min-vanilla-mc", "0"]
+    args = [*SMALL, "--model-arg", "finetune_steps=5", "--min-vanilla-mc", "0"]
     assert main(["prepare", *args]) == 0
     models = tmp_path / "fresh" / "models" / "tiny-llava"
     shipped_names = {p.name for p in (shipped_small / "models" / "tiny-llava").iterdir()}
     trained = {p.name for p in models.iterdir()} - shipped_names
     assert {name.split("-")[0] for name in trained} == {"vanilla", "oracle", "visual_oracle"}
     for name in trained:
-        assert json.loads((models / name / "recipe.json").read_text())["recipe"]["finetune_steps"] == 20
+        assert json.loads((models / name / "recipe.json").read_text())["recipe"]["finetune_steps"] == 5
     # the base does not depend on finetune_steps: it came from the shipped set
     assert {p.name for p in models.iterdir() if p.name.startswith("base-")} <= shipped_names
 
