@@ -1,3 +1,4 @@
+import contextlib
 import fcntl
 import os
 import shutil
@@ -51,24 +52,52 @@ def _shared_folder(tmp_path_factory) -> Path:
     return base.parent / f"shared-{run}" if run else base / "shared"
 
 
+@contextlib.contextmanager
+def _locked(path: Path, wait: bool = True):
+    """An exclusive lock on ``path`` (yields False when ``wait`` is off and another holds it)."""
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
 @pytest.fixture(scope="session")
 def small_references(_isolated_home, tmp_path_factory):
     """The small benchmark and its reference models (``small.SMALL``: generated, trained and
-    scored), made once for the session, by the first worker that needs them, and copied into
-    each worker's own cache: tests change their own copies only."""
-    from mmu_bench.cli import main
+    scored), made once for the session and copied into each worker's own cache (tests change
+    their own copies only). Under pytest-xdist the workers that need them share the training:
+    each trains the reference models no other is training, then waits for the rest."""
+    from mmu_bench.cli import main, make_parser
+    from mmu_bench.cli.options import build_config
+    from mmu_bench.harness.session import load_benchmark
+    from mmu_bench.spec.plan import for_references
     from small import SMALL
 
     shared = _shared_folder(tmp_path_factory)
     shared.mkdir(parents=True, exist_ok=True)
     made = shared / "small-home"
-    with open(shared / "small-home.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait while the first one trains
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MMU_BENCH_HOME", str(made))
         if not (made / "READY").is_file():
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv("MMU_BENCH_HOME", str(made))
-                assert main(["prepare", *SMALL]) == 0
-            (made / "READY").write_text("")
+            plan = for_references(build_config(make_parser().parse_args(["prepare", *SMALL])), progress=False)
+            benchmark = load_benchmark(plan)
+            with _locked(shared / "base.lock"):
+                plan.provider.ensure("base", benchmark)  # what every role is trained from
+            roles = list(plan.provider.roles)
+            worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+            roles = roles[worker % len(roles):] + roles[: worker % len(roles)]
+            for wait in (False, True):  # first the roles nobody is training, then the others' (waiting)
+                for role in roles:
+                    with _locked(shared / f"{role}.lock", wait) as mine:
+                        if mine:
+                            plan.provider.ensure(role, benchmark)
+            with _locked(shared / "records.lock"):
+                if not (made / "READY").is_file():
+                    assert main(["prepare", *SMALL]) == 0  # the records, from the models trained above
+                    (made / "READY").write_text("")
     shutil.copytree(made, _isolated_home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("READY"))
     return _isolated_home
 

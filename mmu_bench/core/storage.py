@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import hashlib
 import json
 import os
@@ -77,13 +79,20 @@ def staging_dir(final: Path):
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict:
-    """A YAML file that must hold a mapping (empty: {}); errors name ``what`` and the file."""
+    """A YAML file that must hold a mapping (empty: {}); errors name ``what`` and the file. The
+    same text is parsed once per process (task files are read by every step of a run); each
+    caller gets its own copy."""
+    return copy.deepcopy(_parsed(Path(path).read_text(), str(path), what))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str, path: str, what: str) -> dict:
     import yaml
 
     from mmu_bench.core.errors import MMUBenchError
 
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise MMUBenchError(f"{what} {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

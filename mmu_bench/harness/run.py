@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -267,7 +267,6 @@ def write_run(plan: Plan, result: results.RunResult, records: list[dict], attack
     config = plan.config
 
     def fill(tmp: Path, run_id: str) -> None:
-        result.run_id = run_id  # the folder's name, known only once it is taken
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         (tmp / samples.SAMPLES_FILE).write_text(samples.to_jsonl(records), encoding="utf-8")
         for name, text in tables.files(result, attacks).items():
@@ -280,7 +279,7 @@ def write_run(plan: Plan, result: results.RunResult, records: list[dict], attack
             model, processor = weights
             model.save_pretrained(str(tmp / MODEL_DIR))
             processor.save_pretrained(str(tmp / MODEL_DIR))
-        (tmp / RESULTS_FILE).write_text(result.to_json())
+        (tmp / RESULTS_FILE).write_text(replace(result, run_id=run_id).to_json())  # the folder's name: known now
         if thumbs is not None:
             (tmp / samples.THUMBNAILS_FILE).write_text(samples.thumbnails_json(thumbs))
         report.write(tmp)  # from the files above, as `mmu-bench report` rebuilds it

@@ -75,10 +75,10 @@ def grid(base: RunConfig, methods: list[str], seeds: list[int], ratios: list[flo
     ]
 
 
-def run_point(config: RunConfig, name: str, key: str, execute=None) -> CellOutcome:
+def run_point(config: RunConfig, name: str, key: str, execute=None, plan=None) -> CellOutcome:
     """One grid point, under its lock (another sweep that holds it runs it), wherever it runs:
-    ``execute()`` (default: ``run(config)`` here) returns the run folder; a failure is recorded
-    in ``failure.json``."""
+    ``execute()`` (default: ``run`` of ``plan``, or of the config's plan, here) returns the run
+    folder; a failure is recorded in ``failure.json``."""
     lock = locks.lock_path(config.output_dir, key)
     if not locks.acquire(lock):
         return outcome(config, name, "elsewhere", str(lock))
@@ -87,7 +87,7 @@ def run_point(config: RunConfig, name: str, key: str, execute=None) -> CellOutco
         if finished:
             return outcome(config, name, "skipped", finished)
         try:
-            folder = execute() if execute is not None else run(for_run(config, progress=False), progress=False)
+            folder = execute() if execute is not None else run(plan or for_run(config, progress=False), progress=False)
             return outcome(config, name, "done", str(folder))
         except KeyboardInterrupt:
             raise
@@ -111,10 +111,11 @@ def sweep(configs: list[RunConfig], progress: bool = True, launch: LaunchOptions
     launch = launch or LaunchOptions()
     launch.validate()
     # Every cell is planned (its options, plugins and key checked) before the first run starts.
-    points = []
+    points, plans = [], {}
     for config in configs:
         plan = for_run(config, progress=False)
         points.append(PointJob(config, plan.method["name"], plan.key))
+        plans[plan.key] = plan
     done = existing_keys(configs[0].output_dir) if configs else {}
     outcomes: dict[int, CellOutcome] = {}
     for i, point in enumerate(points):
@@ -133,7 +134,7 @@ def sweep(configs: list[RunConfig], progress: bool = True, launch: LaunchOptions
 
     if launch.launcher == "inline":
         for point in pending:
-            finish(point, run_point(point.config, point.name, point.key))
+            finish(point, run_point(point.config, point.name, point.key, plan=plans[point.key]))
     elif launch.launcher == "local":
         if pending:
             output_dir = pending[0].config.output_dir

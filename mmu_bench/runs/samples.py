@@ -15,7 +15,6 @@ THUMB_PX = 64
 THUMBNAILS_FILE = "thumbnails.json"
 
 
-
 def with_vanilla(records: list[dict], vanilla) -> list[dict]:
     """``records`` with the vanilla model's output on the same item (``vanilla_output``)."""
     if vanilla is None:
@@ -24,19 +23,29 @@ def with_vanilla(records: list[dict], vanilla) -> list[dict]:
     return [{**r, "vanilla_output": outputs.get((r["task"], r["item_id"]))} for r in records]
 
 
-
 def thumbnails(dataset, records: list[dict]) -> dict:
     """Small PNG data URIs of the images of the scored items: ``{"items": {item_id: key},
-    "images": {key: uri}}`` (an image shared by several items is stored once)."""
+    "images": {key: uri}}`` (an image shared by several items is stored, and made, once)."""
+    import datasets
+    import PIL.Image
+
     wanted = {r["item_id"] for r in records if r.get("modality") == "image"}
     items, images = {}, {}
     if not wanted or "image" not in dataset.column_names:
         return {"items": items, "images": images}
     ids = dataset.select_columns(["item_id"]).to_dict()["item_id"]
     rows = [i for i, item in enumerate(ids) if item in wanted]
-    for item_id, image in zip((ids[i] for i in rows), dataset.select(rows)["image"]):
-        if image is None:
+    chosen = dataset.select(rows)
+    stored = chosen.cast_column("image", datasets.Image(decode=False))["image"]  # the bytes, not yet decoded
+    made: dict[bytes, str] = {}  # an image's bytes -> its thumbnail's key
+    for n, (item_id, source) in enumerate(zip((ids[i] for i in rows), stored)):
+        if source is None:
             continue
+        raw = source.get("bytes")
+        if raw is not None and raw in made:
+            items[item_id] = made[raw]
+            continue
+        image = PIL.Image.open(io.BytesIO(raw)) if raw is not None else chosen[n]["image"]
         image = image.convert("RGB")
         image.thumbnail((THUMB_PX, THUMB_PX))
         buffer = io.BytesIO()
@@ -45,15 +54,15 @@ def thumbnails(dataset, records: list[dict]) -> dict:
         key = hashlib.sha1(data).hexdigest()[:16]
         images[key] = "data:image/png;base64," + base64.b64encode(data).decode()
         items[item_id] = key
+        if raw is not None:
+            made[raw] = key
     return {"items": items, "images": images}
-
 
 
 def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
 
 
 def to_jsonl(records: list[dict]) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -196,7 +197,15 @@ def _resolved(cls: type, origin: str) -> Resolved:
 
 
 def entry_points_of(kind: PluginKind) -> dict:
-    return {ep.name: ep for ep in entry_points(group=kind.group)}
+    """The kind's entry points, by name. Reading the installed distributions is slow, so they are
+    read once per set of paths they are found on (a package installed into a path added later is
+    found)."""
+    return dict(_entry_points(kind.group, tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=32)
+def _entry_points(group: str, paths: tuple[str, ...]) -> tuple:
+    return tuple((ep.name, ep) for ep in entry_points(group=group))
 
 
 def method_entry_points() -> dict:

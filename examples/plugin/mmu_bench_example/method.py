@@ -5,8 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mmu_bench.api.losses import nll
-from mmu_bench.api.method import MethodConfig, UnlearningMethod
+from mmu_bench.api import MethodConfig, UnlearningMethod, nll
 
 
 @dataclass
