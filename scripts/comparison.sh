@@ -5,7 +5,7 @@
 #     ablation, each with the default trajectory and the attack suite (README, "Attacks");
 #  2. the same methods run longer and harder, the same budget for each (lr 2e-4, 120 forget
 #     steps, 16 trajectory points), so that they reach high forgetting where they can: the rows
-#     that answer "at equal forgetting, which method keeps the most?" (README, "At equal forgetting").
+#     that answer "at equal forgetting, which method keeps the most?" (docs/equal-forgetting.md).
 #     MANU has no learning rate nor steps: its harder run is 16 rounds of pruning (iterations=16,
 #     one trajectory point each) at its tuned percentage.
 # Resumes: finished runs are skipped.
