@@ -22,9 +22,9 @@ def _small(item) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     """A test of a module that runs on the small benchmark (it imports ``small.SMALL``) starts
-    from the small reference models (``small_references``), trained once for the whole session,
+    from the small reference models (``small_references``), made once for the whole session,
     and is slow; a browser test is marked so. The others come first: under pytest-xdist, workers
-    run them while the first one to need the small models trains them."""
+    run them while the small models are made (trained, when the committed ones are stale)."""
     for item in items:
         if _small(item):
             item.fixturenames.insert(0, "small_references")
@@ -65,40 +65,51 @@ def _locked(path: Path, wait: bool = True):
 
 
 @pytest.fixture(scope="session")
-def small_references(_isolated_home, tmp_path_factory):
-    """The small benchmark and its reference models (``small.SMALL``: generated, trained and
-    scored), made once for the session and copied into each worker's own cache (tests change
-    their own copies only). Under pytest-xdist the workers that need them share the training:
-    each trains the reference models no other is training, then waits for the rest."""
+def small_made(tmp_path_factory) -> Path:
+    """The session's one cache of the small benchmark (``small.SMALL``): its data, its reference
+    models and their records. The models and records come from ``SMALL_FIXTURE`` when it holds
+    the current recipe's (else they are trained here: about 5 minutes of CPU). Under
+    pytest-xdist the workers share the work: each trains the reference models no other is
+    training, then waits for the rest."""
     from mmu_bench.cli import main, make_parser
     from mmu_bench.cli.options import build_config
     from mmu_bench.harness.session import load_benchmark
     from mmu_bench.spec.plan import for_references
-    from small import SMALL
+    from small import SMALL, SMALL_FIXTURE
 
     shared = _shared_folder(tmp_path_factory)
     shared.mkdir(parents=True, exist_ok=True)
     made = shared / "small-home"
+    if (made / "READY").is_file():
+        return made
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MMU_BENCH_HOME", str(made))
-        if not (made / "READY").is_file():
-            plan = for_references(build_config(make_parser().parse_args(["prepare", *SMALL])), progress=False)
-            benchmark = load_benchmark(plan)
-            with _locked(shared / "base.lock"):
-                plan.provider.ensure("base", benchmark)  # what every role is trained from
-            roles = list(plan.provider.roles)
-            worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
-            roles = roles[worker % len(roles):] + roles[: worker % len(roles)]
-            for wait in (False, True):  # first the roles nobody is training, then the others' (waiting)
-                for role in roles:
-                    with _locked(shared / f"{role}.lock", wait) as mine:
-                        if mine:
-                            plan.provider.ensure(role, benchmark)
-            with _locked(shared / "records.lock"):
-                if not (made / "READY").is_file():
-                    assert main(["prepare", *SMALL]) == 0  # the records, from the models trained above
-                    (made / "READY").write_text("")
-    shutil.copytree(made, _isolated_home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("READY"))
+        plan = for_references(build_config(make_parser().parse_args(["prepare", *SMALL])), progress=False)
+        benchmark = load_benchmark(plan)
+        with _locked(shared / "base.lock"):
+            if SMALL_FIXTURE.is_dir() and not (made / "models").is_dir():
+                shutil.copytree(SMALL_FIXTURE, made, dirs_exist_ok=True)
+            plan.provider.ensure("base", benchmark)  # what every role is trained from
+        roles = list(plan.provider.roles)
+        worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+        roles = roles[worker % len(roles):] + roles[: worker % len(roles)]
+        for wait in (False, True):  # first the roles nobody is training, then the others' (waiting)
+            for role in roles:
+                with _locked(shared / f"{role}.lock", wait) as mine:
+                    if mine:
+                        plan.provider.ensure(role, benchmark)
+        with _locked(shared / "records.lock"):
+            if not (made / "READY").is_file():
+                assert main(["prepare", *SMALL]) == 0  # the records, from the models trained above
+                (made / "READY").write_text("")
+    return made
+
+
+@pytest.fixture(scope="session")
+def small_references(_isolated_home, small_made):
+    """The small benchmark and its reference models, copied into this worker's own cache (tests
+    change their own copies only)."""
+    shutil.copytree(small_made, _isolated_home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("READY"))
     return _isolated_home
 
 

@@ -1,5 +1,10 @@
 """A small MMU-Synth and a briefly trained tiny model: what the end-to-end tests run on.
-Every test session trains these once (the cache lives under the session's MMU_BENCH_HOME)."""
+A test session makes them once (``conftest.small_made``), from the committed ``SMALL_FIXTURE``
+when it is the current recipe's (``scripts/train_small_references.py`` remakes it)."""
+
+from pathlib import Path
+
+SMALL_FIXTURE = Path(__file__).parent / "fixtures" / "small-home"
 
 SMALL = [
     "--benchmark-arg", "num_entities=20", "--benchmark-arg", "train_views=3",

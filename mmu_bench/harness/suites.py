@@ -29,7 +29,7 @@ from mmu_bench.core.errors import MMUBenchError
 from mmu_bench.harness.evaluate import greedy_outputs
 from mmu_bench.runs.results import SUITE_PREFIX as PREFIX
 from mmu_bench.runs.results import TaskInfo
-from mmu_bench.spec.utility import lmms, version
+from mmu_bench.spec.utility import folder_digest, lmms, version
 
 DIMENSION = "general_utility"
 DEFAULT_MAX_NEW_TOKENS = 32  # where a task's generation_kwargs set none
@@ -174,14 +174,27 @@ def leaf_tasks(tree: dict) -> dict:
     return out
 
 
+_MANAGERS: dict = {}
+
+
+def task_manager(tasks_dir: str | None):
+    """lmms-eval's index of its tasks and of ``tasks_dir``'s, once per process and folder
+    contents: building one parses every task YAML lmms-eval ships (thousands, about 12 s), and a
+    run scores four models."""
+    key = (tasks_dir, folder_digest(tasks_dir))
+    if key not in _MANAGERS:
+        _, tasks_module, _, _ = lmms()
+        _MANAGERS[key] = tasks_module.TaskManager(include_path=tasks_dir, include_defaults=True, verbosity="ERROR")
+    return _MANAGERS[key]
+
+
 def evaluate(model, processor, names: list[str], limit: int | None, seed: int, tasks_dir: str | None,
              batch_size: int) -> SuiteScores:
     """Score ``model`` on the lmms-eval tasks ``names`` (``tasks_dir``: a folder of task YAMLs
     of one's own, lmms-eval's ``include_path``)."""
     evaluator, tasks_module, _, _ = lmms()
     model.eval()
-    manager = tasks_module.TaskManager(include_path=tasks_dir, include_defaults=True,
-                                       verbosity="ERROR")
+    manager = task_manager(tasks_dir)
     unknown = [n for n in names if n not in manager.all_tasks]
     if unknown:
         raise MMUBenchError(f"--utility-suite: unknown lmms-eval task(s) {', '.join(unknown)}"
@@ -192,7 +205,7 @@ def evaluate(model, processor, names: list[str], limit: int | None, seed: int, t
     counts = {name: sample(task, limit, seed) for name, task in built.items()}
     found = evaluator.simple_evaluate(
         model=make_model(model, processor, batch_size), tasks=list(built.values()), limit=None,
-        batch_size=batch_size, log_samples=False, bootstrap_iters=0, random_seed=seed,
+        batch_size=batch_size, log_samples=False, bootstrap_iters=0, random_seed=seed, task_manager=manager,
         numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed, verbosity="ERROR")
     return _read(found, counts)
 

@@ -74,12 +74,14 @@ def files(folder) -> set:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The same GA run in one process (which also fills the caches) and in two."""
+    """The same GA run in one process (which also fills the caches) and in two (logging to
+    tensorboard: tracking changes no score, tests/harness/test_trackers.py)."""
     single, multi = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("multi")
     assert main(["run", *GA, *SMALL, *EVAL, "--output-dir", str(single)]) == 0
     home = Path(os.environ["MMU_BENCH_HOME"])  # set for the whole session by conftest
     cached = files(home)
-    done = launch(["run", *GA, *SMALL, *EVAL, "--output-dir", str(multi)], tmp_path_factory.mktemp("launch"))
+    done = launch(["run", *GA, *SMALL, *EVAL, "--output-dir", str(multi), "--log-with", "tensorboard"],
+                  tmp_path_factory.mktemp("launch"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert files(home) == cached  # the caches were ready: no process wrote to them
     return only_run(single, "ga"), multi, done
@@ -88,12 +90,28 @@ def runs(tmp_path_factory):
 def test_two_processes_write_one_run_folder(runs):
     _, multi, done = runs
     folder = only_run(multi, "ga")
-    assert {p.relative_to(folder).parts[0] for p in files(multi)} == {
+    assert {p.relative_to(multi).parts[0] for p in files(multi)} == {"mmu-synth", "tensorboard"}
+    assert {p.relative_to(folder).parts[0] for p in files(folder)} == {
         "config.yaml", "information.csv", "results.json", "samples.jsonl", "table.csv", "table.md", "model",
         "trajectory.jsonl", "report.html", "thumbnails.json"}
     assert (folder / "model" / "model.safetensors").is_file()  # the unwrapped model's weights, once
     assert json.loads((folder / "results.json").read_text())["provenance"]["processes"] == 2
     assert done.stdout.count("run folder:") == 1  # only the main process reports
+
+
+def test_only_the_main_process_logs_to_a_tracker(runs):
+    """One tracker run, with the loss the processes agreed on (their mean), as results.json has it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, multi, _ = runs
+    results = json.loads((only_run(multi, "ga") / "results.json").read_text())
+    logs = multi / "tensorboard"
+    (events,) = logs.rglob("*-r10-s0/events.out.tfevents.*")  # one writer, not one per process
+    assert len(list(logs.rglob("hparams.yml"))) == 1
+    logged = EventAccumulator(str(events.parent))
+    logged.Reload()
+    assert {e.step: e.value for e in logged.Scalars("train/loss")} == {
+        h["step"]: pytest.approx(h["loss"], rel=1e-6) for h in results["training"]["log"]}
 
 
 def test_two_processes_give_the_single_process_table(runs):

@@ -5,14 +5,11 @@ naming the extra or the valid names; a tracker failing at the end loses nothing.
 
 One small GA run logs to all three trackers (tensorboard, wandb offline, mlflow's default store),
 read back here with each tool's own reader; an untracked twin shows the scores unchanged; `eval`
-and a 2-process `accelerate launch` run log once each."""
+log once (a 2-process `accelerate launch` run: tests/harness/test_accelerate.py)."""
 
 import json
-import os
 import random
-import socket
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
@@ -207,32 +204,6 @@ def test_eval_logs_the_scores_and_a_tracker_failing_at_the_end_loses_nothing(tra
     assert "train/loss" not in events.Tags()["scalars"]
     for tag, value in expected_final(results).items():
         assert [(e.step, e.value) for e in events.Scalars(tag)] == [(0, pytest.approx(value, rel=1e-6))]
-
-
-def test_only_the_main_process_logs_under_accelerate_launch(tracked, tmp_path):
-    """2 CPU processes (through torchrun, as tests/test_accelerate.py explains): one tracker run,
-    with the loss the processes agreed on (their mean), as results.json has it."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = tmp_path / "out"
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true", "HF_HOME": str(tmp_path / "hf")}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               str(port), "-m", "mmu_bench", *RUN, "--method-arg", "batch_size=8", "--eval-limit", "4",
-               "--output-dir", str(out), "--log-with", "tensorboard"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(next(out.rglob("results.json")).read_text())
-    assert results["provenance"]["processes"] == 2
-    (events,) = (out / "tensorboard").rglob("*-r10-s0/events.out.tfevents.*")  # one writer, not one per process
-    assert len(list((out / "tensorboard").rglob("hparams.yml"))) == 1
-    logged = EventAccumulator(str(events.parent))
-    logged.Reload()
-    assert {e.step: e.value for e in logged.Scalars("train/loss")} == {
-        h["step"]: pytest.approx(h["loss"], rel=1e-6) for h in results["training"]["log"]}
 
 
 @pytest.mark.parametrize("name,modules", [

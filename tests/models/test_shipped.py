@@ -52,7 +52,7 @@ def test_matching_shipped_references_are_installed_and_nothing_is_trained(shippe
 def test_a_changed_recipe_trains_anew_and_retrain_trains_again(shipped_small, tmp_path):
     from mmu_bench.core import integrity
 
-    args = [*SMALL, "--model-arg", "finetune_steps=5", "--min-vanilla-mc", "0"]
+    args = [*SMALL, "--model-arg", "finetune_steps=5", "--min-vanilla-mc", "0", "--eval-limit", "2"]
     assert main(["prepare", *args]) == 0
     models = tmp_path / "fresh" / "models" / "tiny-llava"
     shipped_names = {p.name for p in (shipped_small / "models" / "tiny-llava").iterdir()}
