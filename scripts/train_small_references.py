@@ -26,9 +26,8 @@ def main() -> int:
     made = Path(tempfile.mkdtemp(prefix="mmu-small-"))
     os.environ["MMU_BENCH_HOME"] = str(made)
     sys.path.insert(0, str(ROOT / "tests"))
-    from small import SMALL
-
     from mmu_bench.cli import main as cli
+    from small import SMALL
 
     if cli(["prepare", *SMALL]) != 0:
         return 1

@@ -14,6 +14,7 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # and the processes the tests start (sweep jobs, launches)
 
 
 def _small(item) -> bool:

@@ -140,12 +140,16 @@ def _check_attack(obj, spec: str, origin: str) -> type[Attack]:
     return obj
 
 
-def _check_benchmark(obj, spec: str, origin: str) -> type[BenchmarkAdapter]:
-    where = f"benchmark plugin {spec!r} ({origin})"
-    if not (inspect.isclass(obj) and issubclass(obj, BenchmarkAdapter)):
-        raise PluginError(f"{where}: {obj!r} is not a subclass of mmu_bench.api.BenchmarkAdapter")
+def _named_subclass(obj, base: type, where: str) -> None:
+    if not (inspect.isclass(obj) and issubclass(obj, base)):
+        raise PluginError(f"{where}: {obj!r} is not a subclass of mmu_bench.api.{base.__name__}")
     if not obj.name:
         raise PluginError(f"{where}: the class sets no `name`")
+
+
+def _check_benchmark(obj, spec: str, origin: str) -> type[BenchmarkAdapter]:
+    where = f"benchmark plugin {spec!r} ({origin})"
+    _named_subclass(obj, BenchmarkAdapter, where)
     if obj.load is BenchmarkAdapter.load:
         raise PluginError(f"{where}: implements no load()")
     ratios = obj.forget_ratios
@@ -160,10 +164,7 @@ def _check_benchmark(obj, spec: str, origin: str) -> type[BenchmarkAdapter]:
 
 def _check_model(obj, spec: str, origin: str) -> type[ModelProvider]:
     where = f"model plugin {spec!r} ({origin})"
-    if not (inspect.isclass(obj) and issubclass(obj, ModelProvider)):
-        raise PluginError(f"{where}: {obj!r} is not a subclass of mmu_bench.api.ModelProvider")
-    if not obj.name:
-        raise PluginError(f"{where}: the class sets no `name`")
+    _named_subclass(obj, ModelProvider, where)
     missing = [m for m in ("path", "recipe_hash", "load", "load_checkpoint")
                if getattr(obj, m) is getattr(ModelProvider, m)]
     if missing:
