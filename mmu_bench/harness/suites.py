@@ -18,6 +18,7 @@ model and run of a seed), drawn here; lmms-eval's own ``limit`` takes the first 
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -174,18 +175,17 @@ def leaf_tasks(tree: dict) -> dict:
     return out
 
 
-_MANAGERS: dict = {}
-
-
 def task_manager(tasks_dir: str | None):
     """lmms-eval's index of its tasks and of ``tasks_dir``'s, once per process and folder
     contents: building one parses every task YAML lmms-eval ships (thousands, about 12 s), and a
     run scores four models."""
-    key = (tasks_dir, folder_digest(tasks_dir))
-    if key not in _MANAGERS:
-        _, tasks_module, _, _ = lmms()
-        _MANAGERS[key] = tasks_module.TaskManager(include_path=tasks_dir, include_defaults=True, verbosity="ERROR")
-    return _MANAGERS[key]
+    return _task_manager(tasks_dir, folder_digest(tasks_dir))
+
+
+@functools.lru_cache(maxsize=4)
+def _task_manager(tasks_dir: str | None, digest: str | None):  # digest: the key (the folder changed)
+    _, tasks_module, _, _ = lmms()
+    return tasks_module.TaskManager(include_path=tasks_dir, include_defaults=True, verbosity="ERROR")
 
 
 def evaluate(model, processor, names: list[str], limit: int | None, seed: int, tasks_dir: str | None,
