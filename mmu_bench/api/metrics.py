@@ -49,17 +49,38 @@ def cloze_correct(output: str, answer: str) -> bool:
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 
+class _StemmedTokenizer:
+    """rouge-score's own tokenization with its Porter stemmer (``use_stemmer=True``), each word
+    stemmed once per process: stemming was most of a run's scoring time, and a benchmark's
+    outputs and answers repeat the same few hundred words."""
+
+    def __init__(self):
+        from nltk.stem import porter
+
+        self.stem = lru_cache(maxsize=2**16)(porter.PorterStemmer().stem)
+
+    def tokenize(self, text: str) -> list[str]:
+        from rouge_score import tokenize
+
+        return tokenize.tokenize(text, self)
+
+
 @lru_cache(maxsize=len(ROUGE_TYPES))
 def _scorer(kind: str):
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer([kind], use_stemmer=True)
+    return rouge_scorer.RougeScorer([kind], tokenizer=_StemmedTokenizer())
+
+
+@lru_cache(maxsize=2**16)
+def _rouge(reference: str, prediction: str, kind: str):
+    return _scorer(kind).score(reference, prediction)[kind]  # the reference models' pairs come back every run
 
 
 def rouge(prediction: str, reference: str, kind: str = "rougeL", part: str = "fmeasure") -> float:
     """ROUGE ``kind`` (rouge1 | rouge2 | rougeL) of a prediction, with Porter stemming;
     ``part``: fmeasure | recall | precision."""
-    return getattr(_scorer(kind).score(reference, prediction)[kind], part)
+    return getattr(_rouge(reference, prediction, kind), part)
 
 
 def bleu(prediction: str, reference: str) -> float:

@@ -11,6 +11,7 @@ generation item is scored in one teacher-forced pass.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +47,44 @@ def over_budget(dataset, tasks: list[Task], tokenizer) -> dict[str, dict]:
             entry["items"] += 1
             entry["over"] += len(tokenizer(row["answer"], add_special_tokens=False)["input_ids"]) > budget
     return counts
+
+
+class Encodings:
+    """Encoded model inputs of one benchmark's items under one processor, kept for a run: the
+    trajectory's points and the final evaluation score the same items again and again, and
+    encoding (chat template, tokenizer, image processor) costs as much as a small model's
+    forward pass. Keyed by (item id, user text, answer): an item id names one row, and so one
+    image, of the benchmark. The encoded rows are never changed in place (``collate`` and
+    ``with_answer`` on a copy make new tensors). Up to ``max_bytes`` of tensors are kept; past
+    that, items are encoded afresh each time."""
+
+    def __init__(self, processor, max_bytes: int = 2 * 1024**3):
+        self.processor, self.max_bytes = processor, max_bytes
+        self.kept: dict[Hashable, dict] = {}
+        self.bytes = 0
+        self.hits = self.misses = 0
+
+    def get(self, processor, keyed: list[tuple[Hashable, tuple[str, object, str | None]]]) -> list[dict]:
+        """The encodings of (key, (user, image, answer)) items, in order; each missing key encoded
+        once (``encode_many``). Another processor than the cache's gets fresh encodings."""
+        if processor is not self.processor:
+            return encode_many(processor, [item for _, item in keyed])
+        missing = {key: item for key, item in keyed if key not in self.kept}
+        fresh = dict(zip(missing, encode_many(processor, list(missing.values())))) if missing else {}
+        self.misses += len(missing)
+        self.hits += len(keyed) - len(missing)
+        for key, row in fresh.items():
+            size = sum(t.numel() * t.element_size() for t in row.values())
+            if self.bytes + size <= self.max_bytes:
+                self.kept[key] = row
+                self.bytes += size
+        return [fresh[key] if key in fresh else self.kept[key] for key, _ in keyed]
+
+
+def _encoder(processor, encodings: Encodings | None) -> Encodings:
+    """The run's encodings, else ones for this call alone (an item's prompt is still encoded
+    once for its generation, its answer and its alternative answers)."""
+    return encodings if encodings is not None else Encodings(processor)
 
 
 @torch.no_grad()
@@ -120,22 +159,27 @@ def _answer_signals(model, batch: dict) -> AnswerSignals:
 
 
 @torch.no_grad()
-def option_logprobs(model, processor, rows: list[dict], prompts_of: list[dict], batch_size: int, bar=None):
+def option_logprobs(model, processor, rows: list[dict], prompts_of: list[dict], batch_size: int, bar=None,
+                    encodings: Encodings | None = None):
     """Per row: the mean token log-probability of each option's text (then EOS) as the answer to
     the bare question, and the correct option's answer signals (``AnswerSignals.row``). All
     options of an item travel in the same batch."""
     tok = processor.tokenizer
+    encodings = _encoder(processor, encodings)
     results: list[tuple[list[float], dict]] = []
     per_batch = max(1, batch_size // len(LETTERS))
     for start in range(0, len(rows), per_batch):
         chunk = list(range(start, min(start + per_batch, len(rows))))
-        items, owners = [], []
-        for i in chunk:
-            user = user_text(rows[i], prompts_of[i], "option_loglik")
+        # Each item's prompt is encoded once, then each option appended to a copy of it: what
+        # encoding (prompt, option) gives, without processing the image once per option.
+        users = [user_text(rows[i], prompts_of[i], "option_loglik") for i in chunk]
+        prompts = encodings.get(processor, [((rows[i]["item_id"], user, None), (user, rows[i]["image"], None))
+                                            for i, user in zip(chunk, users)])
+        feats, owners = [], []
+        for i, prompt in zip(chunk, prompts):
             for k, option in enumerate(rows[i]["options"]):
-                items.append((user, rows[i]["image"], option))
+                feats.append(with_answer(processor, dict(prompt), option))
                 owners.append((i, LETTERS[k] == rows[i]["answer"]))
-        feats = encode_many(processor, items)
         batch = to_device(collate(feats, tok.pad_token_id, "right"), model)
         signals = _answer_signals(model, batch)
         scores: dict[int, list[float]] = defaultdict(list)
@@ -168,10 +212,12 @@ def answer_logprobs(model, processor, prompts: list[dict], answers: list[str], b
 
 
 def free_signals(model, processor, jobs: list[tuple[str, object, int, str | None]], batch_size: int,
-                 bar=None) -> list[tuple[str, dict | None]]:
+                 bar=None, encoded: list[dict] | None = None) -> list[tuple[str, dict | None]]:
     """Per (user text, image, max_new_tokens, answer or None) job: the greedy output and, where
-    an answer is given, its signals (``AnswerSignals.row``). The prompts are encoded once for both."""
-    encoded = encode_many(processor, [(user, image, None) for user, image, _, _ in jobs])
+    an answer is given, its signals (``AnswerSignals.row``). The prompts are encoded once for
+    both (``encoded``: already encoded, one per job)."""
+    if encoded is None:
+        encoded = encode_many(processor, [(user, image, None) for user, image, _, _ in jobs])
     outputs = greedy_outputs(model, processor, [job[:3] for job in jobs], batch_size, bar, encoded)
     scored = [i for i, job in enumerate(jobs) if job[3] is not None]
     logprobs = answer_logprobs(model, processor, [encoded[i] for i in scored], [jobs[i][3] for i in scored],
@@ -183,11 +229,13 @@ def free_signals(model, processor, jobs: list[tuple[str, object, int, str | None
 
 
 def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSettings | None = None,
-             accelerator=None) -> list[dict]:
+             accelerator=None, encodings: Encodings | None = None) -> list[dict]:
     """Run ``model`` on every task; one record per scored row. ``dataset`` holds canonical rows
     with a ``split`` column. With an ``accelerator`` (several processes), each process runs a
-    share of the items and every process returns all the records."""
+    share of the items and every process returns all the records. ``encodings``: the run's
+    cache of encoded items (``Encodings``), for a model scored several times on the same items."""
     settings = settings or EvalSettings()
+    encodings = _encoder(processor, encodings)
     was_training = model.training
     model.eval()
     try:
@@ -198,24 +246,31 @@ def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSetting
         # Every item is generated; then multiple choice has its options' pass, the others an answer pass.
         total = 2 * per_process(len(items), accelerator)
         with tqdm(total=total, desc="evaluating", unit="item", disable=None if settings.progress else True, leave=False) as bar:
-            jobs = []
+            jobs, keys = [], []
             for name, row in items:
                 task = task_of[name]
                 # Multiple choice scores its answer in the options' pass instead.
                 answer = None if row["format"] == "multiple_choice" else row["answer"]
                 jobs.append((user_text(row, task.prompts), row["image"],
                              int(task.max_new_tokens.get(row["format"], DEFAULT_BUDGET)), answer))
-            signals = sharded(lambda part: free_signals(model, processor, part, settings.batch_size, bar),
-                              jobs, accelerator)
+                keys.append((row["item_id"], jobs[-1][0], None))
+
+            def signals_of(part):  # (job, its prompt's key) pairs
+                encoded = encodings.get(processor, [(key, (job[0], job[1], None)) for job, key in part])
+                return free_signals(model, processor, [job for job, _ in part], settings.batch_size, bar, encoded)
+
+            signals = sharded(signals_of, list(zip(jobs, keys)), accelerator)
             # Items with a paraphrased answer and perturbed ones (CLEAR's captions): each scored
             # as the answer to the item's own prompt, for the truth ratio.
             alt_items = [(i, [row["paraphrased_answer"], *row["perturbed_answers"]])
                          for i, (_, row) in enumerate(items) if row.get("perturbed_answers")]
             alt_jobs = [(i, answer) for i, answers in alt_items for answer in answers]
-            alt_means = sharded(lambda part: _alternative_means(model, processor, jobs, items, part, settings.batch_size),
+            alt_means = sharded(lambda part: _alternative_means(model, processor, jobs, keys, items, part,
+                                                                settings.batch_size, encodings),
                                 alt_jobs, accelerator) if alt_jobs else []
             option_scores = sharded(lambda part: option_logprobs(
                 model, processor, [r for _, r in part], [task_of[n].prompts for n, _ in part], settings.batch_size, bar,
+                encodings,
             ), mc_items, accelerator)
     finally:
         model.train(was_training)
@@ -250,10 +305,12 @@ def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSetting
     return records
 
 
-def _alternative_means(model, processor, jobs, items, part: list[tuple[int, str]], batch_size: int) -> list[float]:
+def _alternative_means(model, processor, jobs, keys, items, part: list[tuple[int, str]], batch_size: int,
+                       encodings: Encodings) -> list[float]:
     """Mean token log-probability of each (item index, alternative answer) under the item's
-    prompt; each prompt (and its image) is encoded once."""
+    prompt (encoded once, as for its generation)."""
     owners = sorted({i for i, _ in part})
-    encoded = dict(zip(owners, encode_many(processor, [(jobs[i][0], items[i][1]["image"], None) for i in owners])))
+    encoded = dict(zip(owners, encodings.get(processor, [(keys[i], (jobs[i][0], items[i][1]["image"], None))
+                                                         for i in owners])))
     signals = answer_logprobs(model, processor, [encoded[i] for i, _ in part], [a for _, a in part], batch_size)
     return [sum(s["answer_logprobs"]) / max(len(s["answer_logprobs"]), 1) for s in signals]

@@ -5,9 +5,10 @@ composed once, from the plan and those returns, and the run folder written at on
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from mmu_bench.core.processes import is_main
 from mmu_bench.core.storage import atomic_write_text
 from mmu_bench.harness import distributed, suites, tracking
 from mmu_bench.harness.attacks import ATTACKED_DIMENSION, run_suite
-from mmu_bench.harness.evaluate import evaluate, over_budget
+from mmu_bench.harness.clock import Clock
+from mmu_bench.harness.evaluate import Encodings, evaluate, over_budget
 from mmu_bench.harness.provenance import environment, git_state, package_versions
 from mmu_bench.harness.references import cached_scores
 from mmu_bench.harness.score import chance, score, task_infos
@@ -41,25 +43,28 @@ from mmu_bench.spec.plan import CHECKPOINT, Plan, folder_sha256, for_references
 
 @dataclass
 class Unlearned:
-    """What unlearning returns: the model, its processor, the training record and the
-    trajectory (None without one)."""
+    """What unlearning returns: the model, its processor, the training record, the trajectory
+    (None without one) and the items encoded so far (for the final evaluation to reuse)."""
 
     model: object
     processor: object
     training: dict
     recorder: Recorder | None = None
+    encodings: Encodings | None = None
+    clock: Clock = field(default_factory=Clock)
 
 
 def run(plan: Plan, progress: bool = True) -> Path | None:
     """Unlearn, evaluate, write the run folder; returns its path (None on the processes of a
     multi-process run other than the main one: they write nothing)."""
-    started = time.time()
+    clock = Clock()
     trackers = tracking.start(plan.config, plan.method, plan.key)  # --log-with; None when none
     try:
-        session = open_session(plan, progress)
-        unlearned = unlearn(session, progress, trackers)
+        with clock.phase("session"):
+            session = open_session(plan, progress)
+        unlearned = unlearn(session, progress, trackers, clock)
         try:
-            return finish(session, unlearned, started, trackers)
+            return finish(session, unlearned, trackers)
         finally:
             distributed.release(distributed.accelerator())
     except BaseException:
@@ -67,9 +72,16 @@ def run(plan: Plan, progress: bool = True) -> Path | None:
         raise
 
 
-def unlearn(session: Session, progress: bool, trackers: tracking.Trackers | None = None) -> Unlearned:
+def unlearn(session: Session, progress: bool, trackers: tracking.Trackers | None = None,
+            clock: Clock | None = None) -> Unlearned:
     """The plan's method on the vanilla model, through the shared context (and the trajectory's
     points, when the plan asks for them)."""
+    clock = clock or Clock()
+    with clock.phase("unlearning"):
+        return _unlearn(session, progress, trackers, clock)
+
+
+def _unlearn(session: Session, progress: bool, trackers: tracking.Trackers | None, clock: Clock) -> Unlearned:
     plan, benchmark, provider, device = session.plan, session.benchmark, session.provider, session.device
     config = plan.config
     acc = distributed.accelerator()
@@ -95,7 +107,10 @@ def unlearn(session: Session, progress: bool, trackers: tracking.Trackers | None
         reference_loader=lambda role: provider.load(role, benchmark).model.to(device),
         accelerator=acc, progress=progress and is_main(),
     )
-    recorder = Recorder(session, config.trajectory, config.trajectory_sample, acc) if config.trajectory else None
+    encodings = Encodings(vanilla.processor)  # the trajectory's points and the final evaluation share them
+    recorder = None
+    if config.trajectory:
+        recorder = Recorder(session, config.trajectory, config.trajectory_sample, acc, encodings, clock)
     if recorder is not None:
         ctx.on_step = lambda step, total: recorder.step_done(ctx.unwrapped_model, vanilla.processor, step, total)
     if trackers is not None:  # every entry of the history (training.log) also goes to the trackers
@@ -114,19 +129,20 @@ def unlearn(session: Session, progress: bool, trackers: tracking.Trackers | None
                 "last_loss": losses[-1] if losses else None, "method_report": ctx.extras, "trainable": trains,
                 "seconds": round(time.time() - train_started, 2),
                 "log": [{k: h[k] for k in ("step", "loss", "lr") if k in h} for h in ctx.history if "loss" in h]}
-    return Unlearned(ctx.unwrapped_model, vanilla.processor, training, recorder)
+    return Unlearned(ctx.unwrapped_model, vanilla.processor, training, recorder, encodings, clock)
 
 
 def evaluate_checkpoint(plan: Plan, progress: bool = True) -> Path | None:
     """Score a model unlearned elsewhere (any method, any code; the plan of
     ``spec.plan.for_checkpoint``) exactly like a run, so that it can join a leaderboard."""
-    started = time.time()
-    session = open_session(plan, progress)
-    loaded = plan.provider.load_checkpoint(plan.method["source_file"], session.benchmark)
+    clock = Clock()
+    with clock.phase("session"):
+        session = open_session(plan, progress)
+        loaded = plan.provider.load_checkpoint(plan.method["source_file"], session.benchmark)
     training = {"steps": 0, "first_loss": None, "last_loss": None, "method_report": {}, "seconds": 0.0}
     trackers = tracking.start(plan.config, plan.method, plan.key)  # --log-with: the configuration and scores
     try:
-        return finish(session, Unlearned(loaded.model.to(session.device), loaded.processor, training), started,
+        return finish(session, Unlearned(loaded.model.to(session.device), loaded.processor, training, clock=clock),
                       trackers)
     except BaseException:
         tracking.abort(trackers)
@@ -139,29 +155,34 @@ def prepare(plan: Plan, progress: bool = True, retrain: bool = False) -> Session
     return open_session(plan, progress, strict=False, retrain=retrain)
 
 
-def finish(session: Session, unlearned: Unlearned, started: float,
-           trackers: tracking.Trackers | None = None) -> Path | None:
+def finish(session: Session, unlearned: Unlearned, trackers: tracking.Trackers | None = None) -> Path | None:
     """Evaluate and score the unlearned model, compose the result, run the attacks, write the
     run folder."""
-    plan = session.plan
+    plan, clock = session.plan, unlearned.clock
     acc = distributed.accelerator()
     model, processor = unlearned.model, unlearned.processor
-    records = evaluate(model, processor, session.benchmark.eval, session.tasks, session.settings, acc)
+    with clock.phase("evaluation"):
+        records = evaluate(model, processor, session.benchmark.eval, session.tasks, session.settings, acc,
+                           unlearned.encodings)
     if not is_main():
         return None  # every process holds all the records; the main one writes them
-    everyone = {results.UNLEARNED: records, **{role: ref.records for role, ref in session.refs.items()}}
-    scores = score(everyone, session.tasks, session.measures, models=[results.UNLEARNED])[results.UNLEARNED]
-    result = compose(session, scores, records, unlearned, processor, utility(session, model, processor), started,
-                     trackers)
+    with clock.phase("utility") if session.config.utility_suite else contextlib.nullcontext():
+        suite = utility(session, model, processor)
+    with clock.phase("scoring"):
+        everyone = {results.UNLEARNED: records, **{role: ref.records for role, ref in session.refs.items()}}
+        scores = score(everyone, session.tasks, session.measures, models=[results.UNLEARNED])[results.UNLEARNED]
+        result = compose(session, scores, records, unlearned, processor, suite, trackers)
     attacks = None
     if plan.attacks:
-        attacks = run_suite(session, model, processor, records, plan.config.seed, plan.attacks,
-                            session.settings.progress)
-    weights = (model, processor) if keep_weights(plan.config.save_model, model, plan.method) else None
-    scored = samples.with_vanilla(records, session.refs.get("vanilla"))
-    thumbs = samples.thumbnails(session.benchmark.eval, records)
-    points = unlearned.recorder.to_jsonl() if unlearned.recorder is not None else None
-    folder = write_run(plan, result, scored, attacks, weights, points, thumbs)
+        with clock.phase("attacks"):
+            attacks = run_suite(session, model, processor, records, plan.config.seed, plan.attacks,
+                                session.settings.progress)
+    with clock.phase("writing"):
+        weights = (model, processor) if keep_weights(plan.config.save_model, model, plan.method) else None
+        scored = samples.with_vanilla(records, session.refs.get("vanilla"))
+        thumbs = samples.thumbnails(session.benchmark.eval, records)
+        points = unlearned.recorder.to_jsonl() if unlearned.recorder is not None else None
+        folder = write_run(plan, result, scored, attacks, weights, points, thumbs, clock)
     if trackers is not None:  # after the folder is written: a tracker failing here loses nothing
         trackers.end(result, unlearned.training["steps"])
     return folder
@@ -203,7 +224,7 @@ def keep_weights(choice: str, model, info: dict) -> bool:
 
 
 def compose(session: Session, unlearned_scores: dict[str, dict[str, Value]], records: list[dict],
-            unlearned: Unlearned, processor, suite: dict[str, suites.SuiteScores] | None, started: float,
+            unlearned: Unlearned, processor, suite: dict[str, suites.SuiteScores] | None,
             trackers: tracking.Trackers | None = None) -> results.RunResult:
     """The run's result, whole: from the plan, the session and what the steps returned."""
     plan, benchmark, refs = session.plan, session.benchmark, session.refs
@@ -224,7 +245,7 @@ def compose(session: Session, unlearned_scores: dict[str, dict[str, Value]], rec
     acc = distributed.accelerator()
     provenance = {"git": git_state(), "packages": package_versions(), **environment(),
                   "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "wall_seconds": round(time.time() - started, 2)}
+                  "wall_seconds": round(unlearned.clock.wall(), 2)}
     if trackers is not None:
         provenance["trackers"] = trackers.where
     if acc is not None:
@@ -259,11 +280,13 @@ def compose(session: Session, unlearned_scores: dict[str, dict[str, Value]], rec
 
 
 def write_run(plan: Plan, result: results.RunResult, records: list[dict], attacks: dict | None = None,
-              weights: tuple | None = None, points: str | None = None, thumbs: dict | None = None) -> Path:
+              weights: tuple | None = None, points: str | None = None, thumbs: dict | None = None,
+              clock: Clock | None = None) -> Path:
     """Everything is written into a staging folder renamed into place at the end: a crash or
     Ctrl-C leaves no partial run, and an existing run folder is never touched. ``attacks``: the
     contents of attacks.json; ``weights``: (model, processor) saved under ``model/``;
-    ``points``: the contents of trajectory.jsonl."""
+    ``points``: the contents of trajectory.jsonl; ``clock``: the run's, whose phases (writing up
+    to results.json itself) and wall time results.json records."""
     config = plan.config
 
     def fill(tmp: Path, run_id: str) -> None:
@@ -279,7 +302,11 @@ def write_run(plan: Plan, result: results.RunResult, records: list[dict], attack
             model, processor = weights
             model.save_pretrained(str(tmp / MODEL_DIR))
             processor.save_pretrained(str(tmp / MODEL_DIR))
-        (tmp / RESULTS_FILE).write_text(replace(result, run_id=run_id).to_json())  # the folder's name: known now
+        final = replace(result, run_id=run_id)  # the folder's name: known now
+        if clock is not None:  # the time is known once all but results.json and the report are written
+            final = replace(final, provenance={**result.provenance, "wall_seconds": round(clock.wall(), 2),
+                                               "phases": clock.to_dict()})
+        (tmp / RESULTS_FILE).write_text(final.to_json())
         if thumbs is not None:
             (tmp / samples.THUMBNAILS_FILE).write_text(samples.thumbnails_json(thumbs))
         report.write(tmp)  # from the files above, as `mmu-bench report` rebuilds it

@@ -15,6 +15,7 @@ still gets its start and end points.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict
@@ -23,6 +24,7 @@ import torch
 
 from mmu_bench.harness import score as scoring
 from mmu_bench.harness.evaluate import EvalSettings, evaluate, select_rows
+from mmu_bench.spec.selection import text_only, with_images
 from mmu_bench.runs import results
 from mmu_bench.runs.stats import cluster_sums
 from mmu_bench.runs.trajectory import LEVELS, roles, to_jsonl, trade_off
@@ -32,8 +34,11 @@ class Recorder:
     """Scores the model at the trajectory's points during one run (every process of a
     multi-process run calls it together; each then holds every point)."""
 
-    def __init__(self, session, points: int, sample: int, accelerator=None):
+    def __init__(self, session, points: int, sample: int, accelerator=None, encodings=None, clock=None):
+        """``encodings``: the run's encoded items (``evaluate.Encodings``): every point scores the
+        same sample; ``clock``: the run's (``harness.clock``), whose trajectory phase the points are."""
         self.points, self.sample = points, sample
+        self.encodings, self.clock = encodings, clock
         self.tasks = scoring.primary_tasks(session.tasks)
         self.infos = scoring.task_infos(self.tasks, session.measures)
         self.score_measures = {t.name: list(t.score) for t in self.tasks}
@@ -42,10 +47,12 @@ class Recorder:
         self.accelerator = accelerator
         # Drawn from the rows the run scores (and the reference models were scored on: under
         # --eval-limit, a sample of them), so that every sampled item has their records.
-        scored = select_rows(session.benchmark.eval, self.tasks, session.settings)
+        scored = select_rows(text_only(session.benchmark.eval), self.tasks, session.settings)
         chosen = select_rows(_unique(scored), self.tasks, self.settings)
         wanted = {(name, row["item_id"]) for name, rows in chosen.items() for row in rows}
-        self.dataset = _unique(chosen)  # drawn once: each point would otherwise read the whole benchmark again
+        # Drawn once, and only the sample's images decoded: each point would otherwise read the
+        # whole benchmark again.
+        self.dataset = with_images(session.benchmark.eval, _unique(chosen))
         refs = {role: [r for r in ref.records if (r["task"], r["item_id"]) in wanted]
                 for role, ref in session.refs.items()}
         ref_scores = scoring.score(refs, self.tasks, self.measures)
@@ -93,8 +100,10 @@ class Recorder:
         device = next(model.parameters()).device
         # Scoring must not move the run's random streams: a run with a trajectory trains exactly
         # like one without.
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            records = evaluate(model, processor, self.dataset, self.tasks, self.settings, self.accelerator)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                self.clock.phase("trajectory") if self.clock is not None else contextlib.nullcontext():
+            records = evaluate(model, processor, self.dataset, self.tasks, self.settings, self.accelerator,
+                               self.encodings)
         scores = scoring.score({results.UNLEARNED: records}, self.tasks, self.measures)[results.UNLEARNED]
         dims = results.dimension_scores(scores, self.infos)
         self.lines.append({

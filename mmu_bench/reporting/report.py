@@ -71,6 +71,20 @@ def _curve(points: list[tuple[float, float]], title: str) -> str:
             "</svg></figure>")
 
 
+def time_rows(provenance: dict) -> list[dict]:
+    """A row per phase of the run (results.json's ``provenance.phases``), with its share of the
+    run's wall time, then the rest (what no phase holds: starting trackers, say)."""
+    phases, wall = provenance.get("phases") or {}, provenance.get("wall_seconds")
+    if not phases or not wall:
+        return []
+    order = [name for name in results.PHASES if name in phases] + sorted(set(phases) - set(results.PHASES))
+    rows = [{"phase": name, "seconds": round(phases[name], 2), "share": f"{phases[name] / wall:.0%}"}
+            for name in order]
+    rest = wall - sum(phases.values())
+    return rows + [{"phase": "other", "seconds": round(rest, 2), "share": f"{rest / wall:.0%}"},
+                   {"phase": "run (wall)", "seconds": round(wall, 2), "share": "100%"}]
+
+
 def render(run_dir: Path) -> str:
     """The report of the run folder ``run_dir`` (from its files only)."""
     run_dir = Path(run_dir)
@@ -88,6 +102,7 @@ def render(run_dir: Path) -> str:
                           if isinstance(p.get("dimensions", {}).get(dimension), (int, float))],
                          f"trajectory: {dimension} per step (sampled items)")
     provenance = json.dumps(result.provenance, indent=1, sort_keys=True, default=str)
+    timings = time_rows(result.provenance)
     overall = result.overall
     attacked = attacking.read(run_dir)
     attacks = "<p>no attacks run (<code>mmu-bench attack --run DIR</code> adds them)</p>"
@@ -102,6 +117,7 @@ def render(run_dir: Path) -> str:
         dimensions=pages.dict_table(tables.table_rows(result), "dimensions")
         + "".join(pages.dict_table(rows, safe_name(table)) for table, rows in tables.measure_tables(result).items()),
         curves=curves or "<p>no training curve recorded</p>",
+        timings=pages.dict_table(timings, "timings") if timings else "<p>no phase timings recorded (an older run)</p>",
         attacks=attacks,
         config=html.escape(config),
         provenance=html.escape(provenance),
@@ -134,6 +150,8 @@ img.thumb {{ width: 48px; height: 48px; image-rendering: pixelated; }}
 {attacks}
 <h2>Training</h2>
 {curves}
+<h2>Where the time went</h2>
+{timings}
 <details><summary>Configuration</summary><pre>{config}</pre></details>
 <details><summary>Provenance</summary><pre>{provenance}</pre></details>
 <h2>Samples</h2>

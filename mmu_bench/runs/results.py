@@ -40,6 +40,10 @@ class ResultsError(MMUBenchError):
     """A results.json this code cannot read; the message names the file and why."""
 
 
+# The phases of a run whose wall seconds ``provenance.phases`` records (``harness.clock``), in
+# the order a run passes through them; a phase a run skips is left out.
+PHASES = ("session", "unlearning", "trajectory", "evaluation", "scoring", "utility", "attacks", "writing")
+
 @dataclass
 class TaskInfo:
     version: str

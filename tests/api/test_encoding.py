@@ -81,3 +81,21 @@ def test_tiny_model_round_trips_save_and_load(processor, image, tmp_path):
         assert torch.equal(model(**{k: v for k, v in batch.items() if k != "labels"}).logits,
                            again_model(**{k: v for k, v in batch.items() if k != "labels"}).logits)
     assert again_processor.tokenizer.decode(row["input_ids"][-4:]) == processor.tokenizer.decode(row["input_ids"][-4:])
+
+
+def test_an_answer_appended_to_an_encoded_prompt_is_the_encoded_pair(processor, image):
+    """Evaluation encodes a multiple-choice item's prompt once and appends each option to a copy:
+    that must be exactly what encoding (prompt, option) gives."""
+    from mmu_bench.api.encoding import encode_many, with_answer
+
+    users = ["Who is the person in this image?", "What does this person do for a living?"]
+    options = ["This is Alma Novak.", "a baker", "pilot"]
+    prompts = encode_many(processor, [(u, image, None) for u in users] + [(users[0], None, None)])
+    pairs = encode_many(processor, [(u, image, o) for u in users for o in options]
+                        + [(users[0], None, o) for o in options])
+    appended = [with_answer(processor, dict(p), o) for p in prompts for o in options]
+    for got, want in zip(appended, pairs, strict=True):
+        assert got.keys() == want.keys()
+        for key in want:
+            assert torch.equal(got[key], want[key]), key
+    assert torch.equal(prompts[0]["input_ids"], encode(processor, users[0], image)["input_ids"])  # the copy kept it

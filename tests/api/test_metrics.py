@@ -37,6 +37,25 @@ def test_rouge_l_against_a_hand_computed_value():
     assert metrics.rouge("", "alpha") == 0.0
 
 
+def test_rouge_is_rouge_scores_own_stemmed_scorer():
+    """The per-process word-stem cache changes no score: the same values as rouge-score's
+    ``RougeScorer(use_stemmer=True)``, on words its Porter stemmer changes and on odd text."""
+    import random
+
+    from rouge_score import rouge_scorer
+
+    words = ("running runner ran runs generously generation generated the a of happily happiness cats cat's "
+             "Ünïcode 123 don't flying flies").split()
+    theirs = rouge_scorer.RougeScorer(list(metrics.ROUGE_TYPES), use_stemmer=True)
+    rng = random.Random(0)
+    for _ in range(300):
+        a, b = (" ".join(rng.choices(words, k=rng.randint(0, 10))) for _ in range(2))
+        want = theirs.score(b, a)
+        for kind in metrics.ROUGE_TYPES:
+            for part in ("fmeasure", "recall", "precision"):
+                assert metrics.rouge(a, b, kind, part) == getattr(want[kind], part), (a, b, kind, part)
+
+
 def test_loglik_choice_picks_the_maximum_and_the_first_on_ties():
     assert metrics.loglik_choice([-3.0, -1.0, -2.0, -5.0]) == 1
     assert metrics.loglik_choice([-1.0, -1.0]) == 0

@@ -68,6 +68,13 @@ def test_results_record_scores_references_and_provenance(ga_run):
     assert result["provenance"]["packages"]["torch"]
     assert "commit" in result["provenance"]["git"]
     assert result["provenance"]["wall_seconds"] > 0
+    # Where the time went: every phase the run passed through, adding up to its wall time.
+    phases = result["provenance"]["phases"]
+    assert {"session", "unlearning", "evaluation", "scoring", "writing"} <= set(phases)
+    assert ("trajectory" in phases) == bool(result["trade_off"])
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert sum(phases.values()) == pytest.approx(result["provenance"]["wall_seconds"], rel=0.10)
+    assert "Where the time went" in (folder / "report.html").read_text()
     assert 0.0 <= result["overall"] <= 1.0
     samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
     n = sum(v["n"] for task in result["scores"]["unlearned"].values() for k, v in task.items()

@@ -11,7 +11,7 @@ from mmu_bench.api.encoding import encode
 from mmu_bench.api.prompts import user_text
 from mmu_bench.api.schema import LETTERS
 from mmu_bench.data.synth import SynthConfig, generate
-from mmu_bench.harness.evaluate import EvalSettings, evaluate, select_rows
+from mmu_bench.harness.evaluate import Encodings, EvalSettings, evaluate, select_rows
 from mmu_bench.models.tiny import build_model, build_processor, recipe_vocabulary
 from mmu_bench.spec.tasks import load_tasks
 
@@ -36,6 +36,57 @@ def test_batched_and_unbatched_evaluation_agree(setup):
         assert a["answer_logprobs"] == pytest.approx(b["answer_logprobs"], abs=1e-4)
         if "option_logprobs" in a:
             assert a["option_logprobs"] == pytest.approx(b["option_logprobs"], abs=1e-4)
+
+
+def test_cached_encodings_give_the_records_of_fresh_ones(setup):
+    """A run keeps its items' encodings (the trajectory's points and the final evaluation score the
+    same items): records from the cache equal records from encoding afresh, to the last digit."""
+    model, processor, rows, tasks = setup
+    settings = EvalSettings(batch_size=8, limit=3, progress=False)
+    fresh = evaluate(model, processor, rows, tasks, settings)
+    cache = Encodings(processor)
+    first = evaluate(model, processor, rows, tasks, settings, encodings=cache)
+    misses = cache.misses
+    again = evaluate(model, processor, rows, tasks, settings, encodings=cache)
+    assert cache.misses == misses and cache.hits > 0  # the second pass encoded nothing
+    assert first == fresh and again == fresh
+    # Another processor than the cache's is never served the cache's encodings.
+    other = build_processor(recipe_vocabulary(default_prompts()))
+    assert evaluate(model, other, rows, tasks, settings, encodings=cache) == fresh
+    assert cache.misses == misses
+
+
+def test_a_full_cache_encodes_afresh(setup):
+    model, processor, rows, tasks = setup
+    settings = EvalSettings(batch_size=8, limit=2, progress=False)
+    cache = Encodings(processor, max_bytes=0)
+    assert evaluate(model, processor, rows, tasks, settings, encodings=cache) == evaluate(
+        model, processor, rows, tasks, settings)
+    assert cache.kept == {} and cache.bytes == 0
+
+
+def test_rows_are_chosen_alike_from_a_dataset_and_from_its_rows(setup):
+    """On a datasets.Dataset the rows are chosen without decoding the images; the rows, their
+    order and the sample are those of its rows as a list."""
+    import datasets
+    import numpy as np
+
+    from mmu_bench.spec.selection import with_images
+
+    _, _, rows, tasks = setup
+    as_list = [dict(r) for r in rows]
+    table = datasets.Dataset.from_list(as_list).cast_column("image", datasets.Image())
+    for limit in (None, 2):
+        a = select_rows(as_list, tasks, EvalSettings(limit=limit))
+        b = select_rows(table, tasks, EvalSettings(limit=limit))
+        assert a.keys() == b.keys()
+        for name in a:
+            assert [r["item_id"] for r in a[name]] == [r["item_id"] for r in b[name]]
+            for x, y in zip(a[name], b[name]):
+                assert x.keys() == y.keys() and np.array_equal(np.asarray(x["image"]), np.asarray(y["image"]))
+                assert {k: v for k, v in x.items() if k != "image"} == {k: v for k, v in y.items() if k != "image"}
+    picked = [as_list[3], as_list[0]]
+    assert [r["item_id"] for r in with_images(table, picked)] == [as_list[3]["item_id"], as_list[0]["item_id"]]
 
 
 def _by_hand(model, processor, user, image, answer, moments=False):
