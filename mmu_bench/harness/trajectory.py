@@ -24,10 +24,10 @@ import torch
 
 from mmu_bench.harness import score as scoring
 from mmu_bench.harness.evaluate import EvalSettings, evaluate, select_rows
-from mmu_bench.spec.selection import text_only, with_images
 from mmu_bench.runs import results
 from mmu_bench.runs.stats import cluster_sums
 from mmu_bench.runs.trajectory import LEVELS, roles, to_jsonl, trade_off
+from mmu_bench.spec.selection import text_only, with_images
 
 
 class Recorder:
