@@ -182,13 +182,14 @@ class PluginKind:
     noun: str
     group: str
     check: Callable[[object, str, str], type]
+    base: type  # the class every plugin of the kind subclasses: its defaults stand where a plugin declares none
 
 
-METHODS = PluginKind("method", METHOD_GROUP, _check)
-MEASURES = PluginKind("measure", MEASURE_GROUP, _check_measure)
-ATTACKS = PluginKind("attack", ATTACK_GROUP, _check_attack)
-BENCHMARKS = PluginKind("benchmark", BENCHMARK_GROUP, _check_benchmark)
-MODELS = PluginKind("model", MODEL_GROUP, _check_model)
+METHODS = PluginKind("method", METHOD_GROUP, _check, UnlearningMethod)
+MEASURES = PluginKind("measure", MEASURE_GROUP, _check_measure, Measure)
+ATTACKS = PluginKind("attack", ATTACK_GROUP, _check_attack, Attack)
+BENCHMARKS = PluginKind("benchmark", BENCHMARK_GROUP, _check_benchmark, BenchmarkAdapter)
+MODELS = PluginKind("model", MODEL_GROUP, _check_model, ModelProvider)
 KINDS = (METHODS, MEASURES, ATTACKS, BENCHMARKS, MODELS)
 
 
@@ -213,9 +214,13 @@ def method_entry_points() -> dict:
     return entry_points_of(METHODS)
 
 
-def _load_entry_point(kind: PluginKind, ep) -> Resolved:
+def _origin(kind: PluginKind, ep) -> str:
     dist = f" ({ep.dist.name} {ep.dist.version})" if getattr(ep, "dist", None) else ""
-    origin = f"entry point {kind.group}:{ep.name} -> {ep.value}{dist}"
+    return f"entry point {kind.group}:{ep.name} -> {ep.value}{dist}"
+
+
+def _load_entry_point(kind: PluginKind, ep) -> Resolved:
+    origin = _origin(kind, ep)
     try:
         obj = ep.load()
     except Exception as exc:  # any import-time failure of a plugin
@@ -346,13 +351,56 @@ def declared(kind: PluginKind, name: str) -> dict:
     ep = entry_points_of(kind).get(name)
     if ep is None:
         return {}
+    found = _declared(ep)
+    return found if isinstance(found, dict) else {}
+
+
+def described(kind: PluginKind) -> list[dict]:
+    """Every registered plugin of ``kind``, as ``list_plugins`` gives it, from its entry point and
+    its source alone (``declared``): nothing is imported, so `mmu-bench list` answers at once. A
+    plugin whose module or class cannot be found is listed with that error and warns; one that
+    is found but fails on import or breaks its contract shows only under ``list_plugins``."""
+    out = []
+    for name, ep in sorted(entry_points_of(kind).items()):
+        found = _declared(ep)
+        if isinstance(found, str):
+            error = f"{kind.noun} plugin {name!r} ({ep.value}): {found}"
+            warnings.warn(error, stacklevel=2)
+            out.append({"name": name, "origin": ep.value, "version": "", "description": "", "error": error,
+                        "declared": {}})
+            continue
+        # Where the class declares nothing literal in its own file, the kind's defaults stand.
+        known = {a: getattr(kind.base, a) for a in ("version", "description", "takes_source", "forget_ratios")
+                 if hasattr(kind.base, a)}
+        known.update(found)
+        out.append({"name": name, "origin": _origin(kind, ep), "version": known.get("version", ""),
+                    "description": known.get("description", ""), "error": "", "declared": known})
+    return out
+
+
+def _declared(ep) -> dict | str:
+    """The literal class attributes of ``ep``'s class (``declared``), or why they cannot be read."""
     module, _, attr = ep.value.partition(":")
     try:
         spec = importlib.util.find_spec(module)  # imports its parent packages, not the module
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        return f"cannot find module {module!r}: {exc}"
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return f"cannot find the source of module {module!r}"
+    try:
         tree = ast.parse(Path(spec.origin).read_text())
-    except (ImportError, AttributeError, TypeError, ValueError, OSError, SyntaxError):
-        return {}
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"cannot read {spec.origin}: {type(exc).__name__}: {exc}"
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    if attr not in classes:
+        return f"{spec.origin} defines no class {attr!r}"
+    constants = {}  # the module's literal constants, which a class attribute may name (forget_ratios = RATIOS)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                constants[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
 
     def attributes(cls: str, seen: frozenset) -> dict:
         node = classes.get(cls)
@@ -374,11 +422,15 @@ def declared(kind: PluginKind, name: str) -> dict:
             elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
                 pairs = [(stmt.target, stmt.value)]
             for target, value in pairs:
-                if isinstance(target, ast.Name):
-                    try:
-                        out[target.id] = ast.literal_eval(value)
-                    except ValueError:
-                        out.pop(target.id, None)  # not a literal: not known without running the code
+                if not isinstance(target, ast.Name):
+                    continue
+                if isinstance(value, ast.Name) and value.id in constants:
+                    out[target.id] = constants[value.id]
+                    continue
+                try:
+                    out[target.id] = ast.literal_eval(value)
+                except ValueError:
+                    out.pop(target.id, None)  # not a literal: not known without running the code
         return out
 
     return attributes(attr, frozenset())

@@ -73,7 +73,10 @@ def test_a_broken_entry_point_warns_and_breaks_nothing_else(broken_entry_point, 
     assert resolve_method("npo").name == "npo"  # other methods still resolve
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["list"]) == 0
+        assert main(["list"]) == 0  # from the sources: its module is not found
+        out = capsys.readouterr()
+        assert "broken" in out.out and "npo" in out.out and "cannot find the source of module 'no_such_module_xyz'" in out.err
+        assert main(["list", "--check"]) == 0  # imported: the import error itself
     out = capsys.readouterr()
     assert "broken" in out.out and "npo" in out.out and "failed to import" in out.err
     with pytest.raises(PluginError, match="'broken' .*no_such_module_xyz:Method.*failed to import"):
