@@ -14,10 +14,21 @@ the task's items by the score: P(score of a holdout item > score of a task item)
 (the Mann-Whitney U statistic over n_holdout x n_items). 1: the task's items are recognisable as
 trained data; 0.5: they look like never-seen people.
 
-``privleak_<attack>``: (AUC of the scored model - AUC of the reference) / AUC of the reference
-(a fraction; MUSE reports it x 100). Near 0 is best; positive: the items are more recognisable
-than in the reference (not erased); negative: less (over-unlearned, or text knowledge lost when
-the reference is the vanilla model).
+``privleak_<attack>``: MUSE's PrivLeak (Shi et al. 2024; ``eval.py`` and ``metrics/privleak.py``
+of github.com/swj0419/muse_bench), in percent. MUSE's AUC is ours turned around (its scores are
+the negated ones, its members the holdout items): AUC_MUSE = 1 - our AUC. PrivLeak is then
+
+    (AUC_MUSE(scored model) - AUC_MUSE(reference)) / AUC_MUSE(reference) x 100
+  = (AUC(reference) - AUC(scored)) / (1 - AUC(reference)) x 100
+
+as open-unlearning computes it too (``privleak`` in ``src/evals/metrics/privacy.py``). Near 0 is
+best; negative: the items are more recognisable than in the reference (not erased; -100 at the
+limit); positive: less (over-unlearned, or text knowledge lost when the reference is the vanilla
+model). Undefined when the reference's AUC is 1 (its AUC_MUSE is 0).
+
+Min-K% and Min-K%++ leave out the end-of-answer token, as open-unlearning's
+``tokenwise_logprobs`` does ("ignore eos prediction") and as MUSE and the Min-K%++ authors' code,
+which score raw text, do; LOSS and zlib keep it, as both references do.
 """
 
 from __future__ import annotations
@@ -60,12 +71,17 @@ def min_k_pp_score(logprobs: list[float], expected: list[float], variances: list
     return -_lowest_mean(z, k)
 
 
+def _without_eos(values: list[float]) -> list[float]:
+    # answer_logprobs end with the end-of-answer token; an answer of that token alone keeps it.
+    return values[:-1] if len(values) > 1 else values
+
+
 ATTACKS = {
     "loss": lambda r: loss_score(r["answer_logprobs"]),
     "zlib": lambda r: zlib_score(r["answer_logprobs"], answer_text(r)),
-    "min_k": lambda r: min_k_score(r["answer_logprobs"]),
-    "min_k_pp": lambda r: min_k_pp_score(r["answer_logprobs"], r["answer_expected_logprobs"],
-                                         r["answer_logprob_variances"]),
+    "min_k": lambda r: min_k_score(_without_eos(r["answer_logprobs"])),
+    "min_k_pp": lambda r: min_k_pp_score(_without_eos(r["answer_logprobs"]), _without_eos(r["answer_expected_logprobs"]),
+                                         _without_eos(r["answer_logprob_variances"])),
 }
 
 
@@ -75,7 +91,10 @@ def auc(members: list[float], holdout: list[float]) -> float:
 
 
 def privleak(auc_model: float, auc_reference: float) -> float:
-    return (auc_model - auc_reference) / auc_reference
+    """MUSE's PrivLeak in percent from two AUCs of ours (``auc``: 1 = recognisable as trained)."""
+    if auc_reference >= 1:
+        raise NotApplicable("the reference's AUC is 1 (MUSE's AUC 0): PrivLeak is undefined")
+    return (auc_reference - auc_model) / (1 - auc_reference) * 100
 
 
 class _Attack(Measure):
@@ -117,8 +136,8 @@ class _PrivLeak(_Attack):
         role = records.comparison(self.options["against"])
         ours, n = self.auc_of(records, records.model)
         theirs, _ = self.auc_of(records, role)
-        if theirs == 0:
-            raise NotApplicable(f"the {role} model's AUC is 0: PrivLeak is undefined")
+        if theirs >= 1:
+            raise NotApplicable(f"the {role} model's AUC is 1 (MUSE's AUC 0): PrivLeak is undefined")
         return Value(privleak(ours, theirs), None, n, against=role)
 
 
@@ -141,19 +160,20 @@ class MinKPlusPlusAUC(_AUC):
 
 
 class LossPrivLeak(_PrivLeak):
-    name, attack, description = "privleak_loss", "loss", "PrivLeak, LOSS (0 = like the reference)"
+    name, attack = "privleak_loss", "loss"
+    description = "PrivLeak %, LOSS (MUSE; 0 = like the reference, < 0 = still recognisable)"
 
 
 class ZlibPrivLeak(_PrivLeak):
-    name, attack, description = "privleak_zlib", "zlib", "PrivLeak, zlib"
+    name, attack, description = "privleak_zlib", "zlib", "PrivLeak %, zlib (MUSE)"
 
 
 class MinKPrivLeak(_PrivLeak):
-    name, attack, description = "privleak_min_k", "min_k", "PrivLeak, Min-K%"
+    name, attack, description = "privleak_min_k", "min_k", "PrivLeak %, Min-K% (MUSE)"
 
 
 class MinKPlusPlusPrivLeak(_PrivLeak):
-    name, attack, description = "privleak_min_k_pp", "min_k_pp", "PrivLeak, Min-K%++"
+    name, attack, description = "privleak_min_k_pp", "min_k_pp", "PrivLeak %, Min-K%++ (MUSE)"
     label = "PrivLeak Min-K%++"
-    explain = ("PrivLeak: (AUC - reference AUC) / reference AUC; near 0 is best, positive = still recognisable, "
-               "negative = over-unlearned or lost.")
+    explain = ("PrivLeak (MUSE's, in %): (reference AUC - AUC) / (1 - reference AUC) x 100; near 0 is best, "
+               "negative = still recognisable, positive = over-unlearned or lost.")

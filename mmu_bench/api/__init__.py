@@ -52,7 +52,7 @@ _NAMES = {
     "IGNORE": "encoding", "encode": "encoding", "encode_many": "encoding", "with_answer": "encoding",
     "collate": "encoding", "to_device": "encoding", "chat_prompt": "encoding",
     "user_text": "prompts", "training_pairs": "prompts", "demonstration": "prompts", "default_prompts": "prompts",
-    "mc_correct": "metrics", "cloze_correct": "metrics", "loglik_choice": "metrics", "rouge": "metrics",
+    "mc_correct": "metrics", "cloze_correct": "metrics", "CLOZE_RULES": "metrics", "loglik_choice": "metrics", "rouge": "metrics",
     "bleu": "metrics", "mean_and_stderr": "metrics", "normalise": "metrics",
     # utilities of the house the built-in plugins use
     "MMUBenchError": "mmu_bench.core.errors", "typed_dataclass": "mmu_bench.core.options",

@@ -13,6 +13,11 @@ the model's raw signals:
     answer_expected_logprobs, answer_logprob_variances
                       per answer token, the mean and variance of log p over the vocabulary
                       under the model's own next-token distribution (Min-K%++ reads them)
+    answer_argmax_hits
+                      per answer token (then end of answer), 1 where it is the model's argmax
+                      next-token prediction, else 0 (from the same pass; absent from reference
+                      records cached before it was added: a measure reading it raises
+                      NotApplicable on them)
 
 and the item's ``task``, ``item_id``, ``entity_id``, ``split``, ``modality``, ``view``, ``fact``,
 ``format``, ``prompt``, ``answer`` (a letter for multiple choice) and ``options``.

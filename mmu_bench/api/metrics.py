@@ -6,7 +6,8 @@ Scoring follows MLLMU-Bench:
 - multiple choice (log-likelihood): the option whose text has the highest mean token
   log-probability as the answer must be the correct one (no output parsing at all);
 - cloze: the ground truth must appear in the output, case-insensitively, after both are
-  normalised (whitespace collapsed, no space before punctuation);
+  normalised (whitespace collapsed, no space before punctuation); under the ``mllmu`` protocol
+  exactly as MLLMU-Bench's eval.py: ``gt.lower() in output.lower()``;
 - generation: ROUGE-L F1 with Porter stemming (``rouge-score``).
 
 Beside them, the generation metrics the real benchmarks' own code reports: ROUGE-1 and ROUGE-2
@@ -41,7 +42,17 @@ def mc_correct(output: str, answer: str, num_options: int = 4) -> bool:
     return mc_letter(output, num_options) == answer
 
 
-def cloze_correct(output: str, answer: str) -> bool:
+CLOZE_RULES = ("normalised", "mllmu")
+
+
+def cloze_correct(output: str, answer: str, rule: str = "normalised") -> bool:
+    """Whether a cloze output holds the answer. ``normalised`` (the harness's): after both are
+    normalised, and never for an empty answer; ``mllmu``: MLLMU-Bench's eval.py exactly,
+    ``gt.lower() in output.lower()``, nothing else."""
+    if rule == "mllmu":
+        return answer.lower() in output.lower()
+    if rule != "normalised":
+        raise ValueError(f"unknown cloze rule {rule!r}; expected one of {', '.join(CLOZE_RULES)}")
     target = normalise(answer)
     return bool(target) and target in normalise(output)
 

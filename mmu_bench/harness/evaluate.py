@@ -120,17 +120,19 @@ def greedy_outputs(model, processor, jobs: list[tuple[str, object, int]], batch_
 @dataclass
 class AnswerSignals:
     """Per row of a batch: the mean log-probability of the labelled tokens and, per labelled
-    token, its log-probability and the mean and variance of log p over the vocabulary under
-    the model's own next-token distribution (Min-K%++'s normalisers)."""
+    token, its log-probability, the mean and variance of log p over the vocabulary under the
+    model's own next-token distribution (Min-K%++'s normalisers) and whether it is the model's
+    argmax prediction (1 or 0; exact memorisation and extraction strength read them)."""
 
     mean: list[float]
     tokens: list[list[float]]
     expected: list[list[float]]
     variance: list[list[float]]
+    hits: list[list[int]]
 
     def row(self, i: int) -> dict:
         return {"answer_logprobs": self.tokens[i], "answer_expected_logprobs": self.expected[i],
-                "answer_logprob_variances": self.variance[i]}
+                "answer_logprob_variances": self.variance[i], "answer_argmax_hits": self.hits[i]}
 
 
 def _answer_signals(model, batch: dict) -> AnswerSignals:
@@ -144,9 +146,10 @@ def _answer_signals(model, batch: dict) -> AnswerSignals:
     prob = logp.exp()
     expected = (prob * logp).sum(-1)
     variance = ((prob * logp.square()).sum(-1) - expected.square()).clamp(min=0)
+    hits = (logp.argmax(-1) == targets[mask]).long()
     counts = mask.sum(-1).tolist()
-    split = [part.tolist() for part in (picked, expected, variance)]
-    out = AnswerSignals([], [], [], [])
+    split = [part.tolist() for part in (picked, expected, variance, hits)]
+    out = AnswerSignals([], [], [], [], [])
     start = 0
     for n in counts:
         tokens = split[0][start : start + n]
@@ -154,6 +157,7 @@ def _answer_signals(model, batch: dict) -> AnswerSignals:
         out.tokens.append(tokens)
         out.expected.append(split[1][start : start + n])
         out.variance.append(split[2][start : start + n])
+        out.hits.append(split[3][start : start + n])
         start += n
     return out
 

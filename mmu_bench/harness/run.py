@@ -6,6 +6,7 @@ composed once, from the plan and those returns, and the run folder written at on
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,7 @@ from mmu_bench.harness import distributed, suites, tracking
 from mmu_bench.harness.attacks import ATTACKED_DIMENSION, run_suite
 from mmu_bench.harness.clock import Clock
 from mmu_bench.harness.evaluate import Encodings, evaluate, over_budget
+from mmu_bench.harness.movement import movement, snapshot
 from mmu_bench.harness.provenance import environment, git_state, package_versions
 from mmu_bench.harness.references import cached_scores
 from mmu_bench.harness.score import chance, score, task_infos
@@ -44,7 +46,8 @@ from mmu_bench.spec.plan import CHECKPOINT, Plan, folder_sha256, for_references
 @dataclass
 class Unlearned:
     """What unlearning returns: the model, its processor, the training record, the trajectory
-    (None without one) and the items encoded so far (for the final evaluation to reuse)."""
+    (None without one), the items encoded so far (for the final evaluation to reuse) and how
+    far the trained weights moved (``movement.movement``; None for a checkpoint scored as is)."""
 
     model: object
     processor: object
@@ -52,6 +55,7 @@ class Unlearned:
     recorder: Recorder | None = None
     encodings: Encodings | None = None
     clock: Clock = field(default_factory=Clock)
+    weight_change: dict | None = None
 
 
 def run(plan: Plan, progress: bool = True) -> Path | None:
@@ -117,11 +121,14 @@ def _unlearn(session: Session, progress: bool, trackers: tracking.Trackers | Non
         ctx.log = trackers.watch(ctx.log)
     seed_everything(config.seed)
     train_started = time.time()
+    before = snapshot(ctx.unwrapped_model)
     method.setup(ctx)
     if recorder is not None:
         recorder.record(ctx.unwrapped_model, vanilla.processor, 0)
     method.unlearn(ctx)
     distributed.check_in_sync(acc, ctx.unwrapped_model)
+    moved = movement(before, ctx.unwrapped_model)
+    del before
     losses = [h["loss"] for h in ctx.history if "loss" in h]
     if recorder is not None:
         recorder.finish(ctx.unwrapped_model, vanilla.processor, len(losses))
@@ -129,7 +136,7 @@ def _unlearn(session: Session, progress: bool, trackers: tracking.Trackers | Non
                 "last_loss": losses[-1] if losses else None, "method_report": ctx.extras, "trainable": trains,
                 "seconds": round(time.time() - train_started, 2),
                 "log": [{k: h[k] for k in ("step", "loss", "lr") if k in h} for h in ctx.history if "loss" in h]}
-    return Unlearned(ctx.unwrapped_model, vanilla.processor, training, recorder, encodings, clock)
+    return Unlearned(ctx.unwrapped_model, vanilla.processor, training, recorder, encodings, clock, moved)
 
 
 def evaluate_checkpoint(plan: Plan, progress: bool = True) -> Path | None:
@@ -185,7 +192,16 @@ def finish(session: Session, unlearned: Unlearned, trackers: tracking.Trackers |
         folder = write_run(plan, result, scored, attacks, weights, points, thumbs, clock)
     if trackers is not None:  # after the folder is written: a tracker failing here loses nothing
         trackers.end(result, unlearned.training["steps"])
+    warn_if_unchanged(unlearned.weight_change, folder)
     return folder
+
+
+def warn_if_unchanged(change: dict | None, folder: Path) -> None:
+    """Said last, where it is seen: a run whose method changed no weight scores the vanilla model."""
+    if change is not None and change.get("unchanged"):
+        print(f"mmu-bench: warning: unlearning changed nothing: {change['why']}; the run scores the model as it was "
+              f"before (results.json provenance.weight_change; the leaderboard marks the row). {folder}",
+              file=sys.stderr)
 
 
 def utility(session: Session, model, processor) -> dict[str, suites.SuiteScores] | None:
@@ -248,6 +264,8 @@ def compose(session: Session, unlearned_scores: dict[str, dict[str, Value]], rec
                   "wall_seconds": round(unlearned.clock.wall(), 2)}
     if trackers is not None:
         provenance["trackers"] = trackers.where
+    if unlearned.weight_change is not None:
+        provenance["weight_change"] = unlearned.weight_change
     if acc is not None:
         provenance["processes"] = acc.num_processes
     return results.RunResult(

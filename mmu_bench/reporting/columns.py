@@ -26,13 +26,20 @@ BEST = "best"  # the p-value cell of the best row
 TRACE = "_trace"  # a row's per-seed trajectories, normalised, with the harmonic curve (for the plot; not written)
 RUNS = "_runs"  # a method row's runs: (seed, run uid) each (for the HTML page's links; not written)
 SEEDS = "_per_seed"  # a row's per-seed values of the tested columns (for the paired tests; not written)
+# A method row's count of runs whose unlearning changed no trained weight (results.json
+# provenance.weight_change); such a row's name carries UNCHANGED_MARK, explained under the table.
+UNCHANGED = "weights_unchanged"
+UNCHANGED_MARK = "†"
+UNCHANGED_NOTE = (f"{UNCHANGED_MARK}: unlearning changed no trained weight in a run of this row (none moved, or every "
+                  "LoRA B matrix is still zero), so it scores the model as it was before (`weights_unchanged`: how many "
+                  "of its seeds; results.json `provenance.weight_change`).")
 
 MAIN = "main"
 # The measure tables mmu-bench's api names, and what each section says after its measures'
 # sentences; a measure that names another table gets a section titled by that name.
 TABLE_TITLES = {"information": "Does the information remain?"}
-TABLE_NOTES = {"information": "A reference model compared with itself has no value (-). See README, "
-                              "\"Forget quality and privacy\"."}
+TABLE_NOTES = {"information": "A reference model compared with itself has no value (-). See "
+                              "docs/measures.md, \"Forget quality and privacy\"."}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -171,8 +178,9 @@ def _source(row: dict, key: str) -> str:
 
 
 def row_label(row: dict) -> str:
-    """A row's method, and its variant where it has one."""
-    return f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
+    """A row's method, and its variant where it has one; marked when a run of it changed nothing."""
+    label = f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
+    return f"{label} {UNCHANGED_MARK}" if row.get(UNCHANGED) else label
 
 
 def markdown_name(row: dict) -> str:
@@ -252,7 +260,7 @@ def attack_section(rows: list[dict], declared: dict[str, dict]) -> list[Section]
         return []
     return [Section("Does forgetting survive an adversary?",
                     " ".join(["Lower is better.", *said, "The gold reference's row: its own numbers under the same "
-                              "attacks (mean over seeds). See README, \"Attacks\"."]), columns)]
+                              "attacks (mean over seeds). See docs/attacks.md."]), columns)]
 
 
 def suite_columns(rows: list[dict]) -> list[tuple[str, str]]:
@@ -279,7 +287,8 @@ def sections(rows: list[dict], dims: list[Dimension], measures: list[Section] = 
                    "Dimension scores: each dimension's primary task score, the mean of its score measures "
                    f"{direction}. Overall: harmonic mean of the normalised dimensions (see README). 95 % CI: bootstrap "
                    "over seeds and people (2,000 resamples, seeded; README, \"Statistics\"). p vs best: paired t-test "
-                   "against the best method over the seeds both ran (two-sided).", main, 1)]
+                   "against the best method over the seeds both ran (two-sided)."
+                   + (f" {UNCHANGED_NOTE}" if any(r.get(UNCHANGED) for r in rows) else ""), main, 1)]
     out += [*measures, *attacks]
     suite = suite_columns(rows)
     if suite:
@@ -311,7 +320,7 @@ def _trade_off_sections(rows: list[dict], dims: list[Dimension]) -> list[Section
                    "evenly spaced points of unlearning): each retention dimension, normalised, where the run's normalised "
                    "visual forgetting first reaches the level (linear between points; never extrapolated). Mean ± std over "
                    "the seeds that reached it, 95 % bootstrap CI, p vs best (paired t-test on the seeds both reached; "
-                   "**bold**: the best). See README, \"At equal forgetting\".", [])]
+                   "**bold**: the best). See docs/equal-forgetting.md.", [])]
     for level in trajectory.LEVELS:
         key = f"{MATCHED}{level:g}/"
         columns = [Column(key + "reached", "seeds reached", _matched_cell)] + [

@@ -33,6 +33,7 @@ from mmu_bench.reporting.columns import (
     RUNS,
     SEEDS,
     TRACE,
+    UNCHANGED,
     Dimension,
     attack_declarations,
     attack_section,
@@ -201,6 +202,7 @@ def build_rows(runs: list[RunResult], attacks: dict[str, dict] | None = None,
                  "config": json.dumps(method["config"], sort_keys=True), "task_versions": versions}
         per_run = [{**_flatten(r, UNLEARNED), **_attack_numbers(attacks.get(uid(r)), "unlearned")} for r in members]
         row = _row(label, per_run)
+        row[UNCHANGED] = sum(bool(r.provenance.get("weight_change", {}).get("unchanged")) for r in members)
         row.update(_intervals(members, trajectories))
         row[RUNS] = [(r.seed, uid(r)) for r in members]
         row[SEEDS] = {key: {r.seed: run.get(key) for r, run in zip(members, per_run)} for key in _tested(per_run)}

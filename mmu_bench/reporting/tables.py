@@ -15,7 +15,7 @@ from mmu_bench.runs.results import UNLEARNED, Normalisation, RunResult, task_sco
 CSV_FILE, MARKDOWN_FILE = "table.csv", "table.md"
 TABLE_FILES = {"information": "information.csv"}  # a table's CSV; others: <table>.csv
 # Where the docs explain a measure table (table.md's footer says so).
-TABLE_DOCS = {"information": "See README, \"Forget quality and privacy\"."}
+TABLE_DOCS = {"information": "See docs/measures.md, \"Forget quality and privacy\"."}
 
 
 def files(result: RunResult, attacks: dict | None = None) -> dict[str, str]:
@@ -106,7 +106,7 @@ def attacks_footer(report: dict) -> str:
     said = [declared[n]["explain"] for n in sorted(declared, key=lambda n: (declared[n]["order"], n))
             if declared[n]["explain"]]
     return " ".join(["Lower is better for the unlearned model.", *said,
-                     "See README, \"Attacks\"; every number is in attacks.json."])
+                     "See docs/attacks.md; every number is in attacks.json."])
 
 
 def write_markdown(result: RunResult, attacks: dict | None = None) -> str:

@@ -10,7 +10,9 @@ or any file given by path) that changes, for every task, what the harness's task
   scored question of the same format and modality (``shot_<format>`` templates); they are
   drawn from the task's own items and not scored (``with_demonstrations``); ``shot_splits``
   limits them to the tasks of some splits;
-- ``add_measures``: measures every task also reports (those of other formats skip the items).
+- ``add_measures``: measures every task also reports (those of other formats skip the items);
+- ``measure_options``: per measure, options set on every task (over the task files' own), e.g.
+  ``{cloze_acc: {rule: mllmu}}``: MLLMU-Bench's cloze rule.
 
 ``harness`` changes nothing: MMU-Synth's protocol, and every task's version stays as it is.
 A benchmark names its own protocol (``Benchmark.protocol``): ``--protocol auto``, the default,
@@ -49,17 +51,20 @@ class Protocol:
     shots: dict = field(default_factory=dict)
     shot_splits: tuple[str, ...] = ()  # tasks of these splits get shots (empty: every task)
     measures: tuple[str, ...] = ()
+    measure_options: dict = field(default_factory=dict)  # measure -> options, on every task
     args: dict = field(default_factory=dict)  # the --protocol-arg overrides applied
     source: str = field(default="", compare=False)
 
     @property
     def changes_nothing(self) -> bool:
-        return not (self.prompts or self.blank or self.max_new_tokens or self.shots or self.measures)
+        return not (self.prompts or self.blank or self.max_new_tokens or self.shots or self.measures
+                    or self.measure_options)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "version": self.version, "reference": self.reference, "prompts": self.prompts,
                 "blank": self.blank, "max_new_tokens": self.max_new_tokens, "shots": self.shots,
-                "shot_splits": list(self.shot_splits), "measures": list(self.measures), "args": self.args}
+                "shot_splits": list(self.shot_splits), "measures": list(self.measures),
+                **({"measure_options": self.measure_options} if self.measure_options else {}), "args": self.args}
 
     def apply(self, tasks: list[Task]) -> list[Task]:
         """The tasks as this protocol asks and scores them."""
@@ -74,6 +79,8 @@ class Protocol:
             max_new_tokens={**task.max_new_tokens, **self.max_new_tokens},
             shots={**task.shots, **self.shots},
             shot_splits=self.shot_splits,
+            options={**task.options, **{name: {**task.options.get(name, {}), **opts}
+                                        for name, opts in self.measure_options.items()}},
         ) for task in tasks]
 
 
@@ -171,6 +178,10 @@ def load(name: str, args: dict | None = None) -> Protocol:
     measures = spec.get("add_measures") or []
     if not isinstance(measures, list) or not all(isinstance(m, str) for m in measures):
         raise MMUBenchError(f"{path}: field 'add_measures' must be a list of measure names")
+    options = spec.get("measure_options") or {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in options.items()):
+        raise MMUBenchError(f"{path}: field 'measure_options' must map measure names to their options, e.g. "
+                            "{cloze_acc: {rule: mllmu}}")
     lacking = [fmt for fmt, k in spec["shots"].items() if k and f"shot_{fmt}" not in prompts]
     if lacking:
         raise MMUBenchError(f"{path}: field 'shots' asks for {lacking[0]} demonstrations but 'prompts' has no "
@@ -182,7 +193,8 @@ def load(name: str, args: dict | None = None) -> Protocol:
                     reference=" ".join(str(spec["reference"]).split()), prompts=dict(prompts),
                     blank=spec.get("blank"), max_new_tokens=_per_format(path, spec, "max_new_tokens"),
                     shots=_per_format(path, spec, "shots"), shot_splits=tuple(splits),
-                    measures=tuple(measures), args=args, source=str(path))
+                    measures=tuple(measures), measure_options={k: dict(v) for k, v in options.items()}, args=args,
+                    source=str(path))
 
 
 def resolve(name: str, benchmark_protocol: str, args: dict | None = None) -> Protocol:

@@ -26,6 +26,18 @@ def test_cloze_is_case_insensitive_containment_after_normalising():
     assert not metrics.cloze_correct("anything", "")
 
 
+def test_cloze_by_mllmu_benchs_rule_is_lower_in_lower_and_nothing_else():
+    assert metrics.cloze_correct("It is a BAKER", "baker", rule="mllmu")
+    # whitespace is not collapsed: "Jorik  Kestrel" (two spaces) does not hold "jorik kestrel"
+    assert not metrics.cloze_correct("Jorik  Kestrel", "jorik kestrel", rule="mllmu")
+    assert metrics.cloze_correct("Jorik  Kestrel", "jorik kestrel")
+    assert not metrics.cloze_correct("Kestrel, Jorik .", "jorik.", rule="mllmu")
+    assert metrics.cloze_correct("Kestrel, Jorik .", "jorik.")  # normalised: no space before "."
+    assert metrics.cloze_correct("anything", "", rule="mllmu")  # "" in s holds in Python, as in eval.py
+    with pytest.raises(ValueError, match="unknown cloze rule 'loose'"):
+        metrics.cloze_correct("a", "a", rule="loose")
+
+
 def test_rouge_l_against_a_hand_computed_value():
     # reference "the cat sat on the mat" (6 tokens), prediction "the cat lay on the mat" (6):
     # LCS = the cat on the mat = 5 -> P = R = 5/6 -> F1 = 5/6.

@@ -1,5 +1,6 @@
 """Evaluation: batched records equal one-at-a-time ones; the raw signals are what they claim."""
 
+import copy
 import math
 
 import pytest
@@ -134,6 +135,35 @@ def test_records_carry_the_answers_log_probabilities(setup):
         assert len(record["answer_expected_logprobs"]) == len(record["answer_logprob_variances"]) == len(expected)
         seen.add(record["format"])
     assert seen == {"multiple_choice", "cloze", "generation"}
+
+
+def test_records_carry_whether_each_answer_token_is_the_argmax(setup):
+    """``answer_argmax_hits``: per answer token, then EOS, 1 where the unbatched pass's argmax is the token.
+    The untrained model predicts no answer token, so its head is given a bias towards EOS: then
+    exactly the last position of every answer is a hit."""
+    model, processor, rows, tasks = setup
+    model = copy.deepcopy(model)
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[processor.tokenizer.eos_token_id] = 1e4
+    model.lm_head = head
+    records = evaluate(model, processor, rows, tasks, EvalSettings(limit=2, progress=False, batch_size=16))
+    by_id, task_of = {r["item_id"]: r for r in rows}, {t.name: t for t in tasks}
+    for record in records:
+        row, task = by_id[record["item_id"]], task_of[record["task"]]
+        mc = record["format"] == "multiple_choice"
+        answer = row["options"][LETTERS.index(row["answer"])] if mc else row["answer"]
+        encoded = encode(processor, user_text(row, task.prompts, "option_loglik") if mc else user_text(row, task.prompts),
+                         row["image"], answer)
+        batch = {k: v.unsqueeze(0) if k != "pixel_values" else v for k, v in encoded.items() if k != "labels"}
+        with torch.no_grad():
+            predicted = model(**batch).logits[0].argmax(-1)
+        labels = encoded["labels"]
+        hits = [int(predicted[i - 1] == labels[i]) for i in range(1, len(labels)) if labels[i] != -100]
+        assert record["answer_argmax_hits"] == hits == [0] * (len(hits) - 1) + [1]
+        assert len(hits) == len(record["answer_logprobs"])
 
 
 def test_each_task_scores_its_own_rows(setup):

@@ -8,10 +8,12 @@ import textwrap
 
 import pytest
 
+from mmu_bench.api import NotApplicable
 from mmu_bench.core.errors import MMUBenchError
 from mmu_bench.harness import score as scoring
 from mmu_bench.measures.information import ForgetQuality, TruthRatioForget, TruthRatioRetain, truth_ratio
 from mmu_bench.measures.mia import (
+    ATTACKS,
     MinKPlusPlusAUC,
     MinKPlusPlusPrivLeak,
     auc,
@@ -136,10 +138,26 @@ def test_auc_matches_a_brute_force_pair_count():
     assert auc([1.0, 2.0], [1.0, 2.0]) == 0.5
 
 
-def test_privleak_signs():
-    assert privleak(0.9, 0.6) == pytest.approx(0.5)  # more recognisable than the gold model: not erased
-    assert privleak(0.45, 0.6) == pytest.approx(-0.25)  # less: over-unlearned
+def test_privleak_is_muses_in_percent():
+    # MUSE's AUC is 1 - ours: (0.1 - 0.4) / 0.4 x 100. More recognisable than the gold model: negative.
+    assert privleak(0.9, 0.6) == pytest.approx(-75.0)
+    assert privleak(0.45, 0.6) == pytest.approx(37.5)  # (0.55 - 0.4) / 0.4: less, over-unlearned
     assert privleak(0.6, 0.6) == 0.0
+    # open-unlearning's Llama-3.2-1B TOFU forget10 log: Min-K AUC 0.99665, retain model's 0.38261.
+    assert privleak(0.99665, 0.38261) == pytest.approx(-99.45739, abs=1e-5)
+    with pytest.raises(NotApplicable, match="AUC is 1"):
+        privleak(0.7, 1.0)
+
+
+def test_min_k_attacks_leave_out_the_end_of_answer_token_and_loss_keeps_it():
+    # The last log-probability is the end-of-answer token's, here the lowest.
+    record = gen("f0", [-0.1, -0.3, -6.0])
+    record["answer_expected_logprobs"], record["answer_logprob_variances"] = [-1.0, -1.0, -1.0], [4.0, 4.0, 4.0]
+    assert ATTACKS["min_k"](record) == pytest.approx(0.3)  # k = 0.4 of 2 tokens: the lowest one, -0.3
+    assert ATTACKS["min_k_pp"](record) == pytest.approx(-0.35)  # z = (-0.3 + 1) / 2
+    assert ATTACKS["loss"](record) == pytest.approx(6.4 / 3)
+    assert ATTACKS["zlib"](record) == pytest.approx(6.4 / 3 / 13)
+    assert ATTACKS["min_k"](gen("f1", [-2.0])) == pytest.approx(2.0)  # an answer of the end token alone keeps it
 
 
 def test_mia_measures_compare_task_items_with_holdout_items(tasks):
@@ -154,7 +172,7 @@ def test_mia_measures_compare_task_items_with_holdout_items(tasks):
     assert scores["unlearned"]["t"]["mia_auc_min_k_pp"].mean == pytest.approx(0.75)
     assert scores["visual_oracle"]["t"]["mia_auc_min_k_pp"].mean == pytest.approx(0.5)
     leak = scores["unlearned"]["t"]["privleak_min_k_pp"]
-    assert leak.mean == pytest.approx(0.5) and leak.against == "visual_oracle"
+    assert leak.mean == pytest.approx(-50.0) and leak.against == "visual_oracle"  # (0.5 - 0.75) / 0.5 x 100
     # The gold model compared with itself has no value, and says why.
     assert "is the reference" in scores["visual_oracle"]["t"]["privleak_min_k_pp"].absent
     assert math.isnan(scores["visual_oracle"]["t"]["privleak_min_k_pp"].mean)
@@ -196,10 +214,11 @@ def test_measure_options_come_from_the_task_file_and_are_checked(tasks, tmp_path
         spec_measures.resolve(load_tasks(["t"], directory=tmp_path))
 
 
-def test_privleak_is_absent_when_the_reference_auc_is_zero(tasks):
-    # The gold model ranks every holdout item below every forget item: AUC 0, PrivLeak undefined.
+def test_privleak_is_absent_when_the_reference_auc_is_one(tasks):
+    # The gold model finds every forget item likelier than every holdout item: AUC 1 (MUSE's 0),
+    # PrivLeak undefined.
     records = {"unlearned": [gen("f0", [-1.0]), gen("h0", [-2.0], task="h")],
-               "visual_oracle": [gen("f0", [-3.0]), gen("h0", [-0.5], task="h")]}
+               "visual_oracle": [gen("f0", [-0.5]), gen("h0", [-3.0], task="h")]}
     tasks, measures = spec_measures.resolve(tasks)
     value = scoring.score(records, tasks, measures, models=["unlearned"])["unlearned"]["t"]["privleak_min_k_pp"]
-    assert value.absent == "the visual_oracle model's AUC is 0: PrivLeak is undefined"
+    assert value.absent == "the visual_oracle model's AUC is 1 (MUSE's AUC 0): PrivLeak is undefined"

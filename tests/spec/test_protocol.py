@@ -79,10 +79,28 @@ def test_bad_protocol_args_are_named(tmp_path, args, message):
     ("protocol: p\nversion: 1\nreference: x\nmax_new_tokens: {essay: 3}\n", "unknown format 'essay'"),
     ("protocol: p\nversion: 1\nreference: x\nprompts: [a]\n", "field 'prompts' must map"),
     ("protocol: p\nversion: 1\nreference: x\nadd_measures: rouge1\n", "'add_measures' must be a list"),
+    ("protocol: p\nversion: 1\nreference: x\nmeasure_options: {cloze_acc: mllmu}\n", "'measure_options' must map"),
 ])
 def test_bad_protocol_files_are_named(tmp_path, body, message):
     with pytest.raises(MMUBenchError, match=message):
         protocol.load(write(tmp_path, body))
+
+
+def test_the_mllmu_protocol_scores_cloze_by_mllmu_benchs_rule_and_the_harness_by_its_own():
+    from mmu_bench.spec import measures as spec_measures
+
+    tasks = load_tasks(["visual_forgetting", "retained_vqa"])
+    for name, rule in (("mllmu", "mllmu"), ("harness", "normalised"), ("clear", "normalised")):
+        resolved, measures = spec_measures.resolve(protocol.load(name).apply(tasks))
+        for task in resolved:
+            assert measures.of(task, "cloze_acc").options["rule"] == rule, (name, task.name)
+    mllmu = protocol.load("mllmu").apply(tasks)[0]
+    # the options the task file sets are kept beside the protocol's
+    assert mllmu.options["privleak_min_k_pp"] == tasks[0].options["privleak_min_k_pp"] == {
+        "holdout": "visual_holdout", "against": "gold"}
+    bad = protocol.Protocol("p", "1", "x", measure_options={"cloze_acc": {"rule": "loose"}}).apply(tasks)
+    with pytest.raises(MMUBenchError, match="rule='loose' is not one of normalised, mllmu"):
+        spec_measures.resolve(bad)
 
 
 def test_unknown_protocol_and_missing_file():
