@@ -102,19 +102,23 @@ class Quantise(Attack):
             return self.config.scheme
         return "nf4" if torch.device(device).type == "cuda" else "int8_dynamic"
 
-    def run(self, target):
+    def attacked_model(self, target):
+        """A quantised copy of the target's model (a LoRA model's merged weights, as one deploys it)."""
         scheme = self.scheme(target.device)
         clone = target.copy_model()
-        if hasattr(clone, "merge_and_unload"):  # a LoRA model: quantise the merged weights, as one deploys it
+        if hasattr(clone, "merge_and_unload"):
             clone = clone.merge_and_unload()
         if scheme == "int8_dynamic":
-            model = int8_dynamic(clone)
-        elif scheme == "rtn":
-            model = rtn(clone, self.config.bits, self.config.group_size)
-        else:
-            model = nf4(clone, target.device)
+            return int8_dynamic(clone)
+        if scheme == "rtn":
+            return rtn(clone, self.config.bits, self.config.group_size)
+        return nf4(clone, target.device)
+
+    def run(self, target):
+        scheme = self.scheme(target.device)
+        model = self.attacked_model(target)
         after = target.score(target.evaluate(model))
-        del model, clone
+        del model
         before, vanilla = target.score(target.records), target.score(target.vanilla_records)
         if scheme == "rtn":
             scheme = f"rtn{self.config.bits}"

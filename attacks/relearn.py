@@ -48,13 +48,24 @@ class Relearn(Attack):
                "the vanilla model's score on the other (or leaked) half; excess = minus the gold reference's recovery.")
     order = 1
 
-    def run(self, target):
+    def relearned(self, target, entities):
+        """A copy of the target's model fine-tuned on these forget entities' image QA; with the
+        steps taken and the losses."""
         c = self.config
-        leaked, other = target.split_entities(c.leaked_fraction, "relearn")
-        features = target.forget_features(leaked)
+        features = target.forget_features(entities)
         steps = c.steps or max(1, math.ceil(c.epochs * len(features) / c.batch_size))
         model = target.copy_model()
         losses = target.finetune(model, features, steps=steps, lr=c.lr, batch_size=c.batch_size, schedule=c.schedule)
+        return model, steps, losses
+
+    def attacked_model(self, target):
+        """Relearned on every forget entity, as OpenUnlearning's relearning stress test fine-tunes
+        on the whole forget set."""
+        return self.relearned(target, sorted(target.benchmark.forget_entities))[0]
+
+    def run(self, target):
+        leaked, other = target.split_entities(self.config.leaked_fraction, "relearn")
+        model, steps, losses = self.relearned(target, leaked)
         after = target.evaluate(model)
         del model
         out = {"relearn_steps": steps, "relearn_first_loss": losses[0], "relearn_last_loss": losses[-1],

@@ -17,6 +17,9 @@ recovery in excess of the gold reference's). What an attack declares for the tab
     explain     the sentence the leaderboard's attack section says of it (how to read its columns)
     order       where its columns come among the attacks' (lower first; then by name)
 
+An attack that makes a model of the target's (fine-tuned, quantised) may also give it through
+``attacked_model(target)``: ``mmu-bench meta-eval`` then scores every measure on that model.
+
 Register an attack under the entry-point group ``mmu_bench.attacks``, or pass
 ``path/to/file.py:Class`` or ``package.module:Class`` to ``--attack``.
 
@@ -60,6 +63,13 @@ class Attack:
     def compare(self, unlearned: dict[str, float], gold: dict[str, float] | None) -> dict[str, float]:
         """Numbers that need both models' results (none by default)."""
         return {}
+
+    def attacked_model(self, target: Target):
+        """The model this attack makes of the target's model (never the model itself: a copy),
+        for every measure to be scored on it: ``mmu-bench meta-eval`` asks how far each measure
+        moves under the attack. None (the default): the attack makes no one model (it changes
+        inputs, say), and meta-eval cannot use it."""
+        return None
 
 
 def right(record: dict) -> bool:

@@ -12,7 +12,7 @@ import sys
 from mmu_bench import __version__
 from mmu_bench.core.errors import MMUBenchError
 
-COMMANDS = ("run", "prepare", "eval", "attack", "sweep", "leaderboard", "report", "list")
+COMMANDS = ("run", "prepare", "eval", "attack", "sweep", "meta-eval", "leaderboard", "report", "list")
 READS_FILES_ONLY = ("leaderboard", "report", "list")  # no model library is loaded for these
 
 
@@ -21,7 +21,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mmu-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add(sub)
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").add(sub)
     return parser
 
 

@@ -76,19 +76,23 @@ def _cached_entry(provider, role: str, benchmark, path: Path, what: str, device,
 def reference_records(provider, benchmark, tasks: list[Task], settings: EvalSettings, device) -> dict[str, Reference]:
     """Every reference role of ``provider`` that ``benchmark`` supports: its records on
     ``tasks``, from the cache, or by loading (training, if need be) and evaluating the model once."""
-    out = {}
-    for role in (r for r in provider.roles if benchmark.supports(r)):
-        path = cache_path(provider, role, benchmark, tasks, settings)
+    return {role: role_records(provider, role, benchmark, tasks, settings, device)
+            for role in provider.roles if benchmark.supports(role)}
 
-        def make(loaded, role=role) -> dict:
-            return {"role": role, "model_path": model_identity(provider, role, benchmark),
-                    "recipe_hash": loaded.recipe_hash, "records_version": RECORDS_VERSION,
-                    "records": evaluate(loaded.model, loaded.processor, benchmark.eval, tasks, settings)}
 
-        entry = _cached_entry(provider, role, benchmark, path, f"cached records of the {role} model", device, make,
-                              shipped_name=path.name)
-        out[role] = Reference(role, str(provider.path(role, benchmark)), entry["recipe_hash"], entry["records"])
-    return out
+def role_records(provider, role: str, benchmark, tasks: list[Task], settings: EvalSettings, device) -> Reference:
+    """One role's records on ``tasks``, cached as ``reference_records`` caches them (the
+    meta-evaluation's pools are references of other recipes: other seeds, other budgets)."""
+    path = cache_path(provider, role, benchmark, tasks, settings)
+
+    def make(loaded) -> dict:
+        return {"role": role, "model_path": model_identity(provider, role, benchmark),
+                "recipe_hash": loaded.recipe_hash, "records_version": RECORDS_VERSION,
+                "records": evaluate(loaded.model, loaded.processor, benchmark.eval, tasks, settings)}
+
+    entry = _cached_entry(provider, role, benchmark, path, f"cached records of the {role} model", device, make,
+                          shipped_name=path.name)
+    return Reference(role, str(provider.path(role, benchmark)), entry["recipe_hash"], entry["records"])
 
 
 def cached_scores(provider, benchmark, kind: str, key: dict, score: Callable[[object, object], dict], device,

@@ -24,7 +24,7 @@ import numpy as np
 from mmu_bench.core.errors import MMUBenchError
 from mmu_bench.core.names import safe_name
 from mmu_bench.core.storage import atomic_write_text, json_digest
-from mmu_bench.reporting import leaderboard_page, tables
+from mmu_bench.reporting import leaderboard_page, meta_eval, tables
 from mmu_bench.reporting.columns import (
     ATTACK_PREFIX,
     AUC,
@@ -401,6 +401,7 @@ def build(roots: list[str], out_dir: str, with_plot: bool = True,
             written += [out / p for p in plots]
         sections_html.append((stem, title, leaderboard_page.board(title, stem, rows, tables, plots, links)))
     if sections_html:
+        sections_html += meta_eval.sections_in(out)  # the meta-evaluations written there (`mmu-bench meta-eval`)
         atomic_write_text(out / leaderboard_page.INDEX_FILE, leaderboard_page.render(sections_html))
         written.append(out / leaderboard_page.INDEX_FILE)
     return written, notes, collected
