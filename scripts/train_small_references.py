@@ -4,7 +4,8 @@ a test session copies them instead of training them (about 5 minutes of CPU).
 
     python scripts/train_small_references.py
 
-Rerun it when the recipe, the generator, the prompts or the tasks change: the folders are
+It also trains the meta-evaluation's small pools (``small.SMALL_POOLS``) and keeps their
+weights. Rerun it when the recipe, the generator, the prompts or the tasks change: the folders are
 named by their recipe's hash, so stale ones are not used (the session trains the models
 itself) and ``tests/models/test_small_fixture.py`` says so.
 """
@@ -27,13 +28,23 @@ def main() -> int:
     os.environ["MMU_BENCH_HOME"] = str(made)
     sys.path.insert(0, str(ROOT / "tests"))
     from mmu_bench.cli import main as cli
-    from small import SMALL
+    from small import SMALL, SMALL_POOLS
 
     if cli(["prepare", *SMALL]) != 0:
         return 1
     shutil.rmtree(FIXTURE, ignore_errors=True)
     for part in KEPT:
         shutil.copytree(made / part, FIXTURE / part)
+    # The meta-evaluation's pool models (tests/harness/test_meta_eval.py): their weights are kept,
+    # not their records nor the bases they were trained from.
+    models = made / "models" / "tiny-llava"
+    before = {p.name for p in models.iterdir()}
+    meta = [a for a in SMALL if a not in ("--trajectory", "0")]
+    if cli(["meta-eval", *meta, *SMALL_POOLS, "--methods", "none", "--output", str(made / "unused"), "--no-plot"]) != 0:
+        return 1
+    for model in models.iterdir():
+        if model.name not in before and not model.name.startswith("base-"):
+            shutil.copytree(model, FIXTURE / "models" / "tiny-llava" / model.name)
     size = sum(f.stat().st_size for f in FIXTURE.rglob("*") if f.is_file())
     print(f"wrote {FIXTURE.relative_to(ROOT)}: {size / 2**20:.1f} MiB")
     shutil.rmtree(made, ignore_errors=True)

@@ -14,3 +14,8 @@ SMALL = [
     "--min-vanilla-mc", "0.5", "--quiet",
     "--trajectory", "0",  # tests that want one ask for it (after these options)
 ]
+
+# The meta-evaluation's pools on the small benchmark (tests/harness/test_meta_eval.py): seed-1
+# models on a cheaper recipe. Their weights are committed with the small references (their bases
+# are not: nothing is trained from them).
+SMALL_POOLS = ["--seeds", "1", "--budget", "none", "--pool-arg", "finetune_steps=150"]

@@ -1,5 +1,6 @@
 """`mmu-bench meta-eval` end to end on the small benchmark: pools of seed-1 models trained on a
-cheaper recipe, one unlearned model, relearning and quantisation, the files and the page."""
+cheaper recipe (their weights come with the committed small references: else this trains them,
+about 90 s of CPU), one unlearned model, relearning and quantisation, the files and the page."""
 
 import csv
 import json
@@ -8,11 +9,10 @@ import pytest
 
 from mmu_bench.cli import main
 from mmu_bench.runs import meta
-from small import SMALL
+from small import SMALL, SMALL_FIXTURE, SMALL_POOLS
 
 BASE = [a for a in SMALL if a not in ("--trajectory", "0")]  # meta-eval runs no trajectory
-POOLS = ["--seeds", "1", "--budget", "none", "--pool-arg", "finetune_steps=150", "--methods", "ga",
-         "--resamples", "200"]
+POOLS = [*SMALL_POOLS, "--methods", "ga", "--resamples", "200"]
 STEM = "meta-eval__mmu-synth__tiny-llava"
 
 
@@ -84,3 +84,10 @@ def test_meta_eval_refuses_seed_0_and_an_attack_that_makes_no_model(capsys):
     assert "0 is the references' seed" in capsys.readouterr().err
     assert main(["meta-eval", *BASE, "--seeds", "1", "--attack", "prompt", "--output", "unused"]) == 2
     assert "--attack prompt: makes no model" in capsys.readouterr().err
+
+
+def test_the_pool_models_came_with_the_small_references(board, small_references):
+    made = {p.name for p in (small_references / "models" / "tiny-llava").iterdir() if not p.name.startswith("base-")}
+    committed = {p.name for p in (SMALL_FIXTURE / "models" / "tiny-llava").iterdir()}
+    assert made <= committed, (f"this session trained the pool models {sorted(made - committed)}, which "
+                               f"{SMALL_FIXTURE} lacks: run python scripts/train_small_references.py and commit it")
