@@ -155,7 +155,9 @@ def meta_evaluate(config: RunConfig, meta_config: MetaConfig, progress: bool = T
         provider, _, _ = make_provider(replace(config, model_args={**config.model_args, **m.overrides}), progress)
         records = role_records(provider, m.role, session.benchmark, session.tasks, session.settings,
                                session.device).records
-        entry = {"kind": "pool", "role": m.role, "overrides": m.overrides, "values": values(records), "attacked": {}}
+        entry = {"kind": "pool", "role": m.role, "overrides": m.overrides,
+                 "model_path": model_identity(provider, m.role, session.benchmark), "values": values(records),
+                 "attacked": {}}
         if m.id in attacked_pool:
             for p in attacks:
                 after = _attacked_pool_records(session, provider, m.role, p, records, progress)
