@@ -368,6 +368,27 @@ def test_the_attack_suite_runs_on_real_benchmark_fixtures(saved, tmp_path, bench
     assert again["attacks"]["quantise"]["unlearned"] == report["attacks"]["quantise"]["unlearned"]
 
 
+def test_meta_eval_runs_on_a_real_benchmark_with_lora_pools(saved, tmp_path):
+    """`mmu-bench meta-eval` on a small MLLMU-Bench with LLaVA (LoRA): the pools are LoRA fine-tunes
+    of the base at seed 1, a GA model is relearned and quantised, every measure gets a row."""
+    from real_fixtures import write_mllmu
+
+    source = write_mllmu(tmp_path / "source", "parquet")
+    args = [*model_args(saved["llava"], True), "--benchmark", "mllmu", "--forget-ratio", "10",
+            "--benchmark-arg", f"source={source}", "--benchmark-arg", f"cache_dir={tmp_path / 'hf-cache'}",
+            *FEW_SHOTS["mllmu"]]
+    out = tmp_path / "board"
+    assert main(["meta-eval", *args, "--seeds", "1", "--methods", "ga", "--attack-arg", "relearn.steps=1",
+                 "--resamples", "100", "--no-plot", "--output", str(out)]) == 0
+    [written] = list(out.glob("meta-eval__mllmu__*.json"))
+    doc = json.loads(written.read_text())
+    pools = doc["pools"]["visual_forgetting"]
+    assert pools["knows"] == ["vanilla seed=1"] and "oracle seed=1" in pools["never"]
+    assert all(doc["models"][m]["model_path"] for m in pools["knows"] + pools["never"])
+    assert set(doc["models"]["unlearned ga"]["attacked"]) == {"relearn", "quantise"}
+    assert written.with_suffix(".md").read_text().count("| mc_loglik_acc |") == 2  # both sides
+
+
 # -- cache integrity ------------------------------------------------------------------------------
 
 
