@@ -115,34 +115,34 @@ def to_markdown(doc: dict, rows: list[dict]) -> str:
 
 
 def plot(doc: dict, rows: list[dict], path: Path) -> None:
-    """Faithfulness against robustness of the visual side's measures, and the text side's faithfulness."""
+    """Per measure, ranked as in the tables: faithfulness and robustness on the visual side,
+    faithfulness on the text side (horizontal bars: every name stays readable)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
-    visual = [r for r in rows if r["side"] == meta.VISUAL and not math.isnan(r["robustness"])]
-    for i, r in enumerate(visual):
-        left.scatter(r["faithfulness"], r["robustness"], color=COLOURS[i % len(COLOURS)], s=30)
-        left.annotate(r["measure"], (r["faithfulness"], r["robustness"]), fontsize=7, xytext=(3, 3),
-                      textcoords="offset points")
-    left.set_xlim(-0.02, 1.05)
-    left.set_ylim(-0.02, 1.05)
-    left.axvline(0.5, color="#999", lw=0.8, ls="--")
-    left.set_xlabel("faithfulness (AUC, knows vs never knew)")
-    left.set_ylabel("robustness (relearning, quantisation)")
-    left.set_title("visual forgetting", fontsize=10)
-    text = _sorted(rows, meta.TEXT)
-    ys = range(len(text))
-    right.barh(list(ys), [0 if math.isnan(r["faithfulness"]) else r["faithfulness"] for r in text], color=COLOURS[1])
-    right.set_yticks(list(ys))
-    right.set_yticklabels([r["measure"] for r in text], fontsize=7)
-    right.invert_yaxis()
-    right.axvline(0.5, color="#999", lw=0.8, ls="--")
-    right.set_xlim(0, 1.05)
-    right.set_xlabel("faithfulness (AUC)")
-    right.set_title("textual retention", fontsize=10)
+    visual, text = _sorted(rows, meta.VISUAL), _sorted(rows, meta.TEXT)
+    height = max(4.0, 0.32 * max(len(visual), len(text)) + 1.5)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, height))
+
+    def bars(ax, ranked, keys):
+        ys = list(range(len(ranked)))
+        width = 0.8 / len(keys)
+        for k, (key, label) in enumerate(keys):
+            values = [0.0 if math.isnan(r[key]) else r[key] for r in ranked]
+            ax.barh([y + (k - (len(keys) - 1) / 2) * width for y in ys], values, width, color=COLOURS[k], label=label)
+        ax.set_yticks(ys)
+        ax.set_yticklabels([r["measure"] for r in ranked], fontsize=8)
+        ax.invert_yaxis()
+        ax.axvline(0.5, color="#999", lw=0.8, ls="--")
+        ax.set_xlim(0, 1.05)
+
+    bars(left, visual, [("faithfulness", "faithfulness (AUC)"), ("robustness", "robustness (relearning, quantisation)")])
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=2)
+    left.set_title("visual forgetting (ranked by overall)", fontsize=10)
+    bars(right, text, [("faithfulness", "faithfulness (AUC)")])
+    right.set_title("textual retention (ranked by faithfulness)", fontsize=10)
     fig.suptitle(f"meta-evaluation: {doc['benchmark']} / {doc['model']}", fontsize=11)
     _save(fig, path)
 
