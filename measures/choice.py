@@ -11,6 +11,7 @@ class MCAccuracy(ItemMeasure):
     description = "greedy letter"
     formats = ("multiple_choice",)
     chance = 1 / len(LETTERS)
+    reads = ("output",)
 
     def item(self, record, references):
         return float(mc_correct(record["output"], record["answer"], len(record["options"])))
@@ -24,6 +25,7 @@ class MCLoglikAccuracy(ItemMeasure):
     description = "most likely option"
     formats = ("multiple_choice",)
     chance = 1 / len(LETTERS)
+    reads = ("option_logprobs",)
 
     def item(self, record, references):
         return float(LETTERS[loglik_choice(record["option_logprobs"])] == record["answer"])

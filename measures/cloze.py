@@ -14,6 +14,7 @@ class ClozeAccuracy(ItemMeasure):
     formats = ("cloze",)
     chance = 0.0
     options = {"rule": "normalised"}
+    reads = ("output",)
 
     def __init__(self, **options):
         super().__init__(**options)

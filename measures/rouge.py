@@ -8,6 +8,7 @@ from mmu_bench.api import ItemMeasure, bleu, rouge
 class _Generation(ItemMeasure):
     formats = ("generation",)
     chance = 0.0
+    reads = ("output",)
     kind, part = "rougeL", "fmeasure"
 
     def item(self, record, references):

@@ -48,6 +48,10 @@ What a measure declares:
                       re-evaluated
     other_tasks       other tasks whose records it reads (e.g. a held-out split): the harness
                       evaluates them too
+    reads             the record fields it reads beyond the item's own (``output``,
+                      ``option_logprobs``, ``answer_logprobs``, ...); None (the default): any.
+                      Where every measure of a task says, the harness runs only the passes that
+                      give them (a trajectory point scores the score measures only)
     options           the options a task's YAML may set, with their defaults
                       (``{measure: forget_quality, against: gold}``); the instance reads them in
                       ``self.options`` and may set ``references`` / ``other_tasks`` from them
@@ -194,6 +198,7 @@ class Measure:
     chance: ClassVar[float | None] = None
     references: ClassVar[tuple[str, ...]] = ()
     other_tasks: ClassVar[tuple[str, ...]] = ()
+    reads: ClassVar[tuple[str, ...] | None] = None
     options: ClassVar[dict[str, Any]] = {}
     table: ClassVar[str] = "main"
     label: ClassVar[str] = ""

@@ -28,6 +28,29 @@ from mmu_bench.spec.selection import EvalSettings, select_rows, text_rows
 from mmu_bench.spec.tasks import Task
 
 DEFAULT_BUDGET = 32  # new tokens for a format its task gives no budget
+# What a record holds beyond the item's own fields, by the pass that gives it (``Measure.reads``).
+ANSWER_SIGNALS = frozenset({"answer_logprobs", "answer_expected_logprobs", "answer_logprob_variances",
+                            "answer_argmax_hits"})
+OPTION_SIGNALS = frozenset({"option_logprobs"}) | ANSWER_SIGNALS  # multiple choice: its answer is the correct option
+Needs = dict  # format -> frozenset of record fields; None (everywhere): every field
+
+
+def needs_of(tasks: list[Task], measures) -> Needs | None:
+    """Per format, the record fields the tasks' measures read (``Measure.reads``); None when
+    one of them does not say (it may read anything)."""
+    out: dict[str, set] = {}
+    for task in tasks:
+        for name in task.measures:
+            measure = measures.of(task, name)
+            if measure.reads is None:
+                return None
+            for fmt in measure.formats:
+                out.setdefault(fmt, set()).update(measure.reads)
+    return {fmt: frozenset(fields) for fmt, fields in out.items()}
+
+
+def _wants(needs: Needs | None, fmt: str, fields: frozenset) -> bool:
+    return needs is None or bool(needs.get(fmt, frozenset()) & fields)
 
 
 def over_budget(dataset, tasks: list[Task], tokenizer) -> dict[str, dict]:
@@ -215,14 +238,19 @@ def answer_logprobs(model, processor, prompts: list[dict], answers: list[str], b
     return out
 
 
-def free_signals(model, processor, jobs: list[tuple[str, object, int, str | None]], batch_size: int,
-                 bar=None, encoded: list[dict] | None = None) -> list[tuple[str, dict | None]]:
-    """Per (user text, image, max_new_tokens, answer or None) job: the greedy output and, where
-    an answer is given, its signals (``AnswerSignals.row``). The prompts are encoded once for
-    both (``encoded``: already encoded, one per job)."""
+def free_signals(model, processor, jobs: list[tuple[str, object, int | None, str | None]], batch_size: int,
+                 bar=None, encoded: list[dict] | None = None) -> list[tuple[str | None, dict | None]]:
+    """Per (user text, image, max_new_tokens or None, answer or None) job: the greedy output
+    (None where the budget is None: not asked for) and, where an answer is given, its signals
+    (``AnswerSignals.row``). The prompts are encoded once for both (``encoded``: already
+    encoded, one per job)."""
     if encoded is None:
         encoded = encode_many(processor, [(user, image, None) for user, image, _, _ in jobs])
-    outputs = greedy_outputs(model, processor, [job[:3] for job in jobs], batch_size, bar, encoded)
+    asked = [i for i, job in enumerate(jobs) if job[2] is not None]
+    texts = greedy_outputs(model, processor, [jobs[i][:3] for i in asked], batch_size, bar, [encoded[i] for i in asked])
+    outputs: list[str | None] = [None] * len(jobs)
+    for i, text in zip(asked, texts):
+        outputs[i] = text
     scored = [i for i, job in enumerate(jobs) if job[3] is not None]
     logprobs = answer_logprobs(model, processor, [encoded[i] for i in scored], [jobs[i][3] for i in scored],
                                batch_size, bar)
@@ -233,11 +261,14 @@ def free_signals(model, processor, jobs: list[tuple[str, object, int, str | None
 
 
 def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSettings | None = None,
-             accelerator=None, encodings: Encodings | None = None) -> list[dict]:
+             accelerator=None, encodings: Encodings | None = None, needs: Needs | None = None) -> list[dict]:
     """Run ``model`` on every task; one record per scored row. ``dataset`` holds canonical rows
     with a ``split`` column. With an ``accelerator`` (several processes), each process runs a
     share of the items and every process returns all the records. ``encodings``: the run's
-    cache of encoded items (``Encodings``), for a model scored several times on the same items."""
+    cache of encoded items (``Encodings``), for a model scored several times on the same items.
+    ``needs`` (``needs_of``): only the passes that give these fields per format run (a
+    trajectory point's score measures read the greedy output of cloze and generation items and
+    the options of multiple choice); None, every pass. A pass gives the same values either way."""
     settings = settings or EvalSettings()
     encodings = _encoder(processor, encodings)
     was_training = model.training
@@ -246,28 +277,35 @@ def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSetting
         chosen = select_rows(dataset, tasks, settings)
         task_of = {t.name: t for t in tasks}
         items = [(name, row) for name, rows in chosen.items() for row in rows]
-        mc_items = [(name, row) for name, row in items if row["format"] == "multiple_choice"]
-        # Every item is generated; then multiple choice has its options' pass, the others an answer pass.
-        total = 2 * per_process(len(items), accelerator)
+        mc_items = [(name, row) for name, row in items if row["format"] == "multiple_choice"
+                    and _wants(needs, "multiple_choice", OPTION_SIGNALS)]
+        jobs, keys = [], []
+        for name, row in items:
+            task, fmt = task_of[name], row["format"]
+            # Multiple choice scores its answer in the options' pass instead.
+            answer = row["answer"] if fmt != "multiple_choice" and _wants(needs, fmt, ANSWER_SIGNALS) else None
+            budget = int(task.max_new_tokens.get(fmt, DEFAULT_BUDGET)) if _wants(needs, fmt, frozenset({"output"})) else None
+            jobs.append((user_text(row, task.prompts), row["image"], budget, answer))
+            keys.append((row["item_id"], jobs[-1][0], None))
+        busy = [i for i, job in enumerate(jobs) if job[2] is not None or job[3] is not None]
+        # Items are generated; then multiple choice has its options' pass, the others an answer pass.
+        total = per_process(sum(jobs[i][2] is not None for i in busy) + sum(jobs[i][3] is not None for i in busy)
+                            + len(mc_items), accelerator)
         with tqdm(total=total, desc="evaluating", unit="item", disable=None if settings.progress else True, leave=False) as bar:
-            jobs, keys = [], []
-            for name, row in items:
-                task = task_of[name]
-                # Multiple choice scores its answer in the options' pass instead.
-                answer = None if row["format"] == "multiple_choice" else row["answer"]
-                jobs.append((user_text(row, task.prompts), row["image"],
-                             int(task.max_new_tokens.get(row["format"], DEFAULT_BUDGET)), answer))
-                keys.append((row["item_id"], jobs[-1][0], None))
 
             def signals_of(part):  # (job, its prompt's key) pairs
                 encoded = encodings.get(processor, [(key, (job[0], job[1], None)) for job, key in part])
                 return free_signals(model, processor, [job for job, _ in part], settings.batch_size, bar, encoded)
 
-            signals = sharded(signals_of, list(zip(jobs, keys)), accelerator)
+            found = sharded(signals_of, [(jobs[i], keys[i]) for i in busy], accelerator)
+            signals: list[tuple[str | None, dict | None]] = [(None, None)] * len(jobs)
+            for i, value in zip(busy, found):
+                signals[i] = value
             # Items with a paraphrased answer and perturbed ones (CLEAR's captions): each scored
             # as the answer to the item's own prompt, for the truth ratio.
             alt_items = [(i, [row["paraphrased_answer"], *row["perturbed_answers"]])
-                         for i, (_, row) in enumerate(items) if row.get("perturbed_answers")]
+                         for i, (_, row) in enumerate(items) if row.get("perturbed_answers")
+                         and _wants(needs, row["format"], frozenset({"alternative_logprobs"}))]
             alt_jobs = [(i, answer) for i, answers in alt_items for answer in answers]
             alt_means = sharded(lambda part: _alternative_means(model, processor, jobs, keys, items, part,
                                                                 settings.batch_size, encodings),
@@ -294,12 +332,14 @@ def evaluate(model, processor, dataset, tasks: list[Task], settings: EvalSetting
             "format": row["format"],
             "prompt": user,
             "answer": row["answer"],
-            "output": output,
         }
+        if output is not None:
+            record["output"] = output
         if row["format"] == "multiple_choice":
             record["options"] = list(row["options"])
-            record["option_logprobs"], answer_signals = options[(name, row["item_id"])]
-        record.update(answer_signals)
+            if (name, row["item_id"]) in options:
+                record["option_logprobs"], answer_signals = options[(name, row["item_id"])]
+        record.update(answer_signals or {})
         records.append(record)
     start = 0
     for i, answers in alt_items:

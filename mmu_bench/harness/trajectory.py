@@ -23,7 +23,7 @@ from dataclasses import asdict
 import torch
 
 from mmu_bench.harness import score as scoring
-from mmu_bench.harness.evaluate import EvalSettings, evaluate, select_rows
+from mmu_bench.harness.evaluate import EvalSettings, evaluate, needs_of, select_rows
 from mmu_bench.runs import results
 from mmu_bench.runs.stats import cluster_sums
 from mmu_bench.runs.trajectory import LEVELS, roles, to_jsonl, trade_off
@@ -43,6 +43,8 @@ class Recorder:
         self.infos = scoring.task_infos(self.tasks, session.measures)
         self.score_measures = {t.name: list(t.score) for t in self.tasks}
         self.measures = session.measures
+        # Only the passes the score measures read run at a point (the same values as a full evaluation).
+        self.needs = needs_of(self.tasks, self.measures)
         self.settings = EvalSettings(batch_size=session.settings.batch_size, limit=sample, seed=0, progress=False)
         self.accelerator = accelerator
         # Drawn from the rows the run scores (and the reference models were scored on: under
@@ -103,7 +105,7 @@ class Recorder:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
                 self.clock.phase("trajectory") if self.clock is not None else contextlib.nullcontext():
             records = evaluate(model, processor, self.dataset, self.tasks, self.settings, self.accelerator,
-                               self.encodings)
+                               self.encodings, self.needs)
         scores = scoring.score({results.UNLEARNED: records}, self.tasks, self.measures)[results.UNLEARNED]
         dims = results.dimension_scores(scores, self.infos)
         self.lines.append({

@@ -12,7 +12,7 @@ from mmu_bench.api.encoding import encode
 from mmu_bench.api.prompts import user_text
 from mmu_bench.api.schema import LETTERS
 from mmu_bench.data.synth import SynthConfig, generate
-from mmu_bench.harness.evaluate import Encodings, EvalSettings, evaluate, select_rows
+from mmu_bench.harness.evaluate import Encodings, EvalSettings, evaluate, needs_of, select_rows
 from mmu_bench.models.tiny import build_model, build_processor, recipe_vocabulary
 from mmu_bench.spec.tasks import load_tasks
 
@@ -55,6 +55,31 @@ def test_cached_encodings_give_the_records_of_fresh_ones(setup):
     other = build_processor(recipe_vocabulary(default_prompts()))
     assert evaluate(model, other, rows, tasks, settings, encodings=cache) == fresh
     assert cache.misses == misses
+
+
+def test_a_trajectory_point_runs_only_the_passes_its_score_measures_read(setup):
+    """A trajectory point scores the score measures only: multiple choice by its options,
+    cloze and generation by the greedy output. Those passes alone give the same values, to the
+    last digit, and the fields nobody reads are not computed."""
+    from mmu_bench.harness.score import primary_tasks
+    from mmu_bench.spec.measures import resolve
+
+    model, processor, rows, tasks = setup
+    tasks, measures = resolve(tasks, [])
+    primary = primary_tasks(tasks)
+    needs = needs_of(primary, measures)
+    assert needs == {"multiple_choice": frozenset({"option_logprobs"}), "cloze": frozenset({"output"}),
+                     "generation": frozenset({"output"})}
+    assert needs_of(tasks, measures) is None  # the information measures do not say what they read
+    settings = EvalSettings(batch_size=8, limit=3, progress=False)
+    full = evaluate(model, processor, rows, primary, settings)
+    some = evaluate(model, processor, rows, primary, settings, needs=needs)
+    assert [(r["task"], r["item_id"]) for r in some] == [(r["task"], r["item_id"]) for r in full]
+    for a, b in zip(some, full):
+        if a["format"] == "multiple_choice":
+            assert a["option_logprobs"] == b["option_logprobs"] and "output" not in a
+        else:
+            assert a["output"] == b["output"] and "answer_logprobs" not in a
 
 
 def test_a_full_cache_encodes_afresh(setup):
