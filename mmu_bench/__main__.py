@@ -1,5 +1,3 @@
-import sys
+from mmu_bench.cli import entry
 
-from mmu_bench.cli import main
-
-sys.exit(main())
+entry()
