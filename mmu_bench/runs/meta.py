@@ -39,8 +39,6 @@ from __future__ import annotations
 import math
 import statistics
 
-import numpy as np
-
 VERSION = 1
 VISUAL, TEXT = "visual_forgetting", "textual_retention"
 SIDES = (VISUAL, TEXT)  # dimensions; the file names each one's primary task
@@ -85,6 +83,8 @@ def auc_interval(knows: list[float], never: list[float], resamples: int, seed: i
     """The percentile interval of the AUC over bootstrap resamples of each pool's models."""
     if not knows or not never:
         return float("nan"), float("nan")
+    import numpy as np  # here: the command line reads this module's defaults and must start fast
+
     rng = np.random.default_rng(seed)
     k, n = np.asarray(knows, float), np.asarray(never, float)
     ki = rng.integers(0, len(k), size=(resamples, len(k)))
