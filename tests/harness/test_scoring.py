@@ -2,7 +2,6 @@
 models' records, corpus-level measures, task directions, and the checks made before any work."""
 
 import math
-import textwrap
 
 import pytest
 
@@ -13,6 +12,7 @@ from mmu_bench.spec import measures as spec_measures
 from mmu_bench.spec import registry
 from mmu_bench.spec.registry import PluginError, resolve_measure
 from mmu_bench.spec.tasks import load_tasks
+from task_files import write_base
 
 
 def record(item, fmt, answer, output, task="t", **extra):
@@ -26,14 +26,7 @@ def mc(item, answer, output, option_logprobs, task="t"):
 
 @pytest.fixture
 def task(tmp_path):
-    (tmp_path / "_base.yaml").write_text(textwrap.dedent("""
-        prompt_version: 1
-        prompts: {multiple_choice: "{question}", option: "{letter}", cloze: "{question}", generation: "{question}",
-                  option_loglik: "{question}"}
-        formats: [multiple_choice, cloze, generation]
-        measures: [mc_acc, mc_loglik_acc, cloze_acc, rougeL]
-        score: [mc_loglik_acc, cloze_acc, rougeL]
-    """))
+    write_base(tmp_path, ["mc_acc", "mc_loglik_acc", "cloze_acc", "rougeL"], ["mc_loglik_acc", "cloze_acc", "rougeL"])
     (tmp_path / "t.yaml").write_text("include: _base.yaml\ntask: t\nversion: 1\ndimension: d\nhigher_is_better: true\n"
                                      "data: {split: forget}\n")
     return load_tasks(directory=tmp_path)

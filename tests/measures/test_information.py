@@ -25,6 +25,7 @@ from mmu_bench.measures.mia import (
 )
 from mmu_bench.spec import measures as spec_measures
 from mmu_bench.spec.tasks import load_tasks
+from task_files import write_base
 
 
 def mc(item, option_logprobs, answer="A", task="t", **extra):
@@ -42,14 +43,7 @@ def gen(item, logprobs, task="t", answer="baker"):
 
 @pytest.fixture
 def tasks(tmp_path):
-    (tmp_path / "_base.yaml").write_text(textwrap.dedent("""
-        prompt_version: 1
-        prompts: {multiple_choice: "{question}", option: "{letter}", cloze: "{question}", generation: "{question}",
-                  option_loglik: "{question}"}
-        formats: [multiple_choice, cloze, generation]
-        measures: []
-        score: []
-    """))
+    write_base(tmp_path, [], [])
     (tmp_path / "t.yaml").write_text(textwrap.dedent("""
         include: _base.yaml
         task: t

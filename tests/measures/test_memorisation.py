@@ -1,7 +1,6 @@
 """Exact memorisation and extraction strength against values computed by hand: the end-of-answer
 token left out, the mean over items, every format, and records without the argmax hits."""
 
-import textwrap
 
 import pytest
 
@@ -10,6 +9,7 @@ from mmu_bench.harness import score as scoring
 from mmu_bench.measures.memorisation import ExactMemorization, ExtractionStrength
 from mmu_bench.spec import measures as spec_measures
 from mmu_bench.spec.tasks import load_tasks
+from task_files import write_base
 
 EM, ES = ExactMemorization(), ExtractionStrength()
 
@@ -46,14 +46,7 @@ def test_the_end_of_answer_token_does_not_count():
 
 @pytest.fixture
 def tasks(tmp_path):
-    (tmp_path / "_base.yaml").write_text(textwrap.dedent("""
-        prompt_version: 1
-        prompts: {multiple_choice: "{question}", option: "{letter}", cloze: "{question}", generation: "{question}",
-                  option_loglik: "{question}"}
-        formats: [multiple_choice, cloze, generation]
-        measures: [exact_memorization, extraction_strength]
-        score: []
-    """))
+    write_base(tmp_path, ["exact_memorization", "extraction_strength"], [])
     (tmp_path / "t.yaml").write_text("include: _base.yaml\ntask: t\nversion: 1\ndimension: d\nhigher_is_better: false\n"
                                      "data: {split: forget}\n")
     return spec_measures.resolve(load_tasks(directory=tmp_path))
