@@ -34,7 +34,7 @@ from mmu_bench.core.storage import home, json_digest
 from mmu_bench.harness import attacks as attacking
 from mmu_bench.harness.evaluate import evaluate
 from mmu_bench.harness.provenance import git_state, package_versions
-from mmu_bench.harness.references import _weights, model_identity, role_records
+from mmu_bench.harness.references import model_identity, role_records, weights_digest
 from mmu_bench.harness.run import unlearn
 from mmu_bench.harness.score import score
 from mmu_bench.harness.session import open_session, seed_everything
@@ -160,7 +160,7 @@ def meta_evaluate(config: RunConfig, meta_config: MetaConfig, progress: bool = T
                  "attacked": {}}
         if m.id in attacked_pool:
             for p in attacks:
-                after = _attacked_pool_records(session, provider, m.role, p, records, progress)
+                after = _attacked_pool_records(session, provider, m.role, p, records)
                 entry["attacked"][p.resolved.name] = values(after)
         models[m.id] = entry
     seconds["pools"] = time.time() - clock
@@ -200,7 +200,7 @@ def _attack_key(session, p) -> dict:
             "benchmark": session.benchmark.key()}
 
 
-def _records_after(session, model, processor, records: list[dict], p, progress: bool) -> list[dict]:
+def _records_after(session, model, processor, records: list[dict], p) -> list[dict]:
     """The records of ``p``'s attacked copy of ``model``, on the session's tasks."""
     target, _ = attacking.targets(session, model, processor, records, session.config.seed, progress=False)
     seed_everything(session.config.seed)
@@ -211,15 +211,15 @@ def _records_after(session, model, processor, records: list[dict], p, progress: 
         del attacked
 
 
-def _attacked_pool_records(session, provider, role: str, p, records: list[dict], progress: bool) -> list[dict]:
+def _attacked_pool_records(session, provider, role: str, p, records: list[dict]) -> list[dict]:
     key = {**_attack_key(session, p), "model": model_identity(provider, role, session.benchmark),
-           "weights": _weights(provider, role, session.benchmark)}
+           "weights": weights_digest(provider, role, session.benchmark)}
     path = _cache(f"{role}-{p.resolved.name}", key, provider.name)
     cached = integrity.read_sealed(path, f"cached {p.resolved.name} records of a meta-eval {role} model")
     if cached is not None:
         return cached["records"]
     loaded = provider.load(role, session.benchmark)
-    after = _records_after(session, loaded.model.to(session.device), loaded.processor, records, p, progress)
+    after = _records_after(session, loaded.model.to(session.device), loaded.processor, records, p)
     integrity.sealed_json(path, {"role": role, "attack": p.resolved.name, "records": after})
     return after
 
@@ -242,8 +242,7 @@ def _unlearned_records(session, config: RunConfig, method: str, attacks, progres
                                         encodings=unlearned.encodings)
         for p in todo:
             entry["attacked"][json_digest(_attack_key(session, p))] = {
-                "attack": p.resolved.name, "records": _records_after(session, model, processor, entry["records"], p,
-                                                                     progress)}
+                "attack": p.resolved.name, "records": _records_after(session, model, processor, entry["records"], p)}
         integrity.sealed_json(path, entry)
     by_digest = {json_digest(_attack_key(session, p)): p.resolved.name for p in attacks}
     return entry["records"], {by_digest[d]: a["records"] for d, a in entry["attacked"].items() if d in by_digest}

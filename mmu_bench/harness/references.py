@@ -45,7 +45,7 @@ def cache_path(provider, role: str, benchmark, tasks: list[Task], settings: Eval
     return home() / "references" / provider.name / f"{role}-{json_digest(key)}.json"
 
 
-def _weights(provider, role: str, benchmark) -> str | None:
+def weights_digest(provider, role: str, benchmark) -> str | None:
     """The digest of a harness-trained model's weights (``CachedProvider.weights_digest``)."""
     return provider.weights_digest(role, benchmark) if hasattr(provider, "weights_digest") else None
 
@@ -57,7 +57,7 @@ def _cached_entry(provider, role: str, benchmark, path: Path, what: str, device,
     (None: an outside model, or one not trained yet): entries of other weights (a retrained
     model) are made again."""
     entry = integrity.read_sealed(path, what)
-    weights = _weights(provider, role, benchmark)
+    weights = weights_digest(provider, role, benchmark)
     if entry is not None and weights is not None and entry.get("weights") not in (None, weights):
         entry = None
     if entry is None and weights is not None and shipped_name is not None:
@@ -67,7 +67,7 @@ def _cached_entry(provider, role: str, benchmark, path: Path, what: str, device,
     if entry is None:
         loaded = provider.load(role, benchmark)
         loaded.model.to(device)
-        entry = {**make(loaded), "weights": _weights(provider, role, benchmark)}  # known now that it is trained
+        entry = {**make(loaded), "weights": weights_digest(provider, role, benchmark)}  # known now that it is trained
         integrity.sealed_json(path, entry)
         del loaded
     return entry
