@@ -25,7 +25,7 @@ it on a retention task.
 
   with Δ_never the mean over the never-knew models and a tolerance of 0.05 of the gap (moves
   smaller than that are noise on a few dozen items). R is the mean over the unlearned models;
-  the same rule for quantisation, whose OpenUnlearning form min(m_before / m_after, 1) divides
+  the same rule for quantisation, whose OpenUnlearning form min(m_after / m_before, 1) divides
   levels, which signed measures (PrivLeak, a p-value's reading) do not have. Robustness is the
   harmonic mean over the attacks, and a measure's **overall** the harmonic mean of its
   faithfulness and robustness, as OpenUnlearning ranks them.
