@@ -167,8 +167,10 @@ def meta_evaluate(config: RunConfig, meta_config: MetaConfig, progress: bool = T
     clock = time.time()
     for method in tqdm(meta_config.methods, desc="meta-eval unlearned", unit="method",
                        disable=None if progress else True):
-        before, attacked = _unlearned_records(session, config, method, attacks, progress)
-        models[f"unlearned {method}"] = {"kind": "unlearned", "method": method, "values": values(before),
+        plan_m, before, attacked = _unlearned_records(session, config, method, attacks, progress)
+        models[f"unlearned {method}"] = {"kind": "unlearned", "method": method, "run_key": plan_m.key,
+                                         "method_source_sha256": plan_m.method["source_sha256"],
+                                         "method_config": plan_m.method["config"], "values": values(before),
                                          "attacked": {name: values(r) for name, r in attacked.items()}}
     seconds["unlearned"] = time.time() - clock
     measures = {task.name: {name: meta.orientation(task, measure_of[task.name, name]) for name in task.measures}
@@ -224,9 +226,9 @@ def _attacked_pool_records(session, provider, role: str, p, records: list[dict])
     return after
 
 
-def _unlearned_records(session, config: RunConfig, method: str, attacks, progress: bool) -> tuple[list, dict]:
-    """A method's unlearned model (seed 0): its records, and its attacked copies' (cached by the
-    run key, the run's identity)."""
+def _unlearned_records(session, config: RunConfig, method: str, attacks, progress: bool) -> tuple:
+    """A method's unlearned model (seed 0): its plan, its records, and its attacked copies'
+    records (cached by the run key, the run's identity)."""
     plan = for_run(replace(config, method=method), progress=False)
     key = {"meta_eval_version": meta.VERSION, "run_key": plan.key, "tasks": {t.name: t.version for t in session.tasks},
            "limit": session.settings.limit}
@@ -245,4 +247,4 @@ def _unlearned_records(session, config: RunConfig, method: str, attacks, progres
                 "attack": p.resolved.name, "records": _records_after(session, model, processor, entry["records"], p)}
         integrity.sealed_json(path, entry)
     by_digest = {json_digest(_attack_key(session, p)): p.resolved.name for p in attacks}
-    return entry["records"], {by_digest[d]: a["records"] for d, a in entry["attacked"].items() if d in by_digest}
+    return plan, entry["records"], {by_digest[d]: a["records"] for d, a in entry["attacked"].items() if d in by_digest}
