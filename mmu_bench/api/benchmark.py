@@ -104,8 +104,9 @@ class Benchmark:
         return self.qa_rows(("retain",), "image")
 
     def preserve_text(self) -> datasets.Dataset:
-        """Text-only QA of every entity, forget entities included (the knowledge to keep)."""
-        return self.qa_rows(("forget", "retain"), "text")
+        """Text-only QA of every entity, forget entities included (the knowledge to keep; in a
+        continual run, the people earlier requests forgot too: split ``forgotten``)."""
+        return self.qa_rows(("forget", "retain", "forgotten"), "text")
 
     def training_rows(self, role: str) -> datasets.Dataset:
         """What the reference model ``role`` is fine-tuned on:

@@ -77,6 +77,36 @@ def add_run_options(parser: argparse.ArgumentParser, with_method: bool) -> None:
                              "score (default: reported beside it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_attack_options(parser)
+    add_continual_options(parser)
+
+
+def add_continual_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("continual unlearning (docs/continual.md)")
+    group.add_argument("--requests", default=None, metavar="K",
+                       help="unlearn the forget set as K deletion requests, one after another, each on the model "
+                            "the last one left, and score the model after each (default 1: an ordinary run; "
+                            "sweep: comma-separated, an axis of the grid)")
+    group.add_argument("--request-ratios", default=None, metavar="R1,R2,...",
+                       help="requests from the benchmark's nested forget splits, e.g. 5,10: request 1 is the 5 %% "
+                            "split's people, request 2 the rest of the 10 %% split's")
+    group.add_argument("--total-forget-ratio", type=float, default=None, metavar="R",
+                       help="the forget set of the whole stream of requests (sets --forget-ratio)")
+
+
+def continual_block(args: argparse.Namespace, values: dict) -> None:
+    """--requests / --request-ratios / --total-forget-ratio into the config's ``continual`` block."""
+    block = dict(values.get("continual") or {})
+    if getattr(args, "requests", None) is not None:
+        block["requests"] = coerce(args.requests, int, "--requests")
+    if getattr(args, "request_ratios", None):
+        try:
+            block["ratios"] = [float(r) for r in args.request_ratios.split(",") if r.strip()]
+        except ValueError:
+            raise MMUBenchError(f"--request-ratios expects numbers separated by commas, got {args.request_ratios!r}") from None
+    if getattr(args, "total_forget_ratio", None) is not None:
+        block["total_forget_ratio"] = args.total_forget_ratio
+    if block:
+        values["continual"] = block
 
 
 def add_attack_options(parser: argparse.ArgumentParser, flags: bool = True) -> None:
@@ -120,6 +150,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             key, value = parse_assignment(text, flag)
             values.setdefault(name, {})[key] = value if name in ("method_args", "attack_args") else _literal(value)
     attack_specs(args, values)
+    continual_block(args, values)
     if getattr(args, "log_with", None):  # --log-with a --log-with b,c: replaces the YAML's list
         values["log_with"] = list(args.log_with)
     if getattr(args, "tasks", None):
@@ -133,7 +164,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     for name, value in list(values.items()):
         if name in hints and name not in ("method_args", "benchmark_args", "model_args", "attack_args", "protocol_args",
                                           "tasks", "utility_suite",
-                                          "measures", "attacks"):
+                                          "measures", "attacks", "continual"):
             values[name] = coerce(value, hints[name], f"option {name!r}")
     if "forget_ratio" in values and float(values["forget_ratio"]).is_integer():
         values["forget_ratio"] = int(values["forget_ratio"])

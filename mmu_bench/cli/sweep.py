@@ -1,4 +1,4 @@
-"""`mmu-bench sweep`: a grid of methods x seeds x forget ratios; resumes, continues past failures."""
+"""`mmu-bench sweep`: a grid of methods x seeds x forget ratios (x requests); resumes, continues past failures."""
 
 from __future__ import annotations
 
@@ -27,12 +27,14 @@ def main(args) -> int:
     from mmu_bench.harness.sweep import grid, sweep
     from mmu_bench.runs.attacks import failures, read
 
+    requests = list_of(args.requests, int, "--requests") if args.requests else None
+    args.requests = None  # an axis of the grid, not one value for every point
     base = build_config(args)
     scoped = dict(parse_assignment(a, "--method-arg") for a in args.method_args or [])
     methods = list_of(args.methods, str, "--methods")
     seeds = list_of(args.seeds, int, "--seeds")
     ratios = [int(r) if float(r).is_integer() else r for r in list_of(args.forget_ratios, float, "--forget-ratios")]
-    configs = grid(base, methods, seeds, ratios, scoped)
+    configs = grid(base, methods, seeds, ratios, scoped, requests)
     outcomes = sweep(configs, progress=not args.quiet, launch=launch_options(args))
     counts = {status: sum(o.status == status for o in outcomes)
               for status in ("done", "skipped", "failed", "elsewhere", "submitted")}

@@ -35,6 +35,7 @@ from mmu_bench.harness.trajectory import Recorder
 from mmu_bench.reporting import report, tables
 from mmu_bench.runs import attacks as attack_file
 from mmu_bench.runs import results, samples
+from mmu_bench.runs.continual import CONTINUAL_FILE
 from mmu_bench.runs.folder import CONFIG_FILE, MODEL_DIR, RESULTS_FILE, run_folder, write_new
 from mmu_bench.runs.stats import cluster_sums
 from mmu_bench.runs.trajectory import TRAJECTORY_FILE
@@ -61,6 +62,10 @@ class Unlearned:
 def run(plan: Plan, progress: bool = True) -> Path | None:
     """Unlearn, evaluate, write the run folder; returns its path (None on the processes of a
     multi-process run other than the main one: they write nothing)."""
+    if plan.config.stream.active:
+        from mmu_bench.harness.continual import run_continual
+
+        return run_continual(plan, progress)
     clock = Clock()
     trackers = tracking.start(plan.config, plan.method, plan.key)  # --log-with; None when none
     try:
@@ -77,23 +82,29 @@ def run(plan: Plan, progress: bool = True) -> Path | None:
 
 
 def unlearn(session: Session, progress: bool, trackers: tracking.Trackers | None = None,
-            clock: Clock | None = None) -> Unlearned:
+            clock: Clock | None = None, request: Request | None = None) -> Unlearned:
     """The plan's method on the vanilla model, through the shared context (and the trajectory's
-    points, when the plan asks for them)."""
+    points, when the plan asks for them); ``request``: one request of a continual run, on the
+    model the one before it left."""
     clock = clock or Clock()
     with clock.phase("unlearning"):
-        return _unlearn(session, progress, trackers, clock)
+        return _unlearn(session, progress, trackers, clock, request)
 
 
-def _unlearn(session: Session, progress: bool, trackers: tracking.Trackers | None, clock: Clock) -> Unlearned:
-    plan, benchmark, provider, device = session.plan, session.benchmark, session.provider, session.device
+def _unlearn(session: Session, progress: bool, trackers: tracking.Trackers | None, clock: Clock,
+             request: Request | None = None) -> Unlearned:
+    plan, provider, device = session.plan, session.provider, session.device
     config = plan.config
+    benchmark = request.benchmark if request is not None else session.benchmark
     acc = distributed.accelerator()
     method = plan.method_class(plan.method_config)
     sides = tuple(method.trainable_sides())  # what the provider makes trainable (LoRA targets)
-    vanilla = provider.load("vanilla", benchmark, sides=sides)
-    trains = saliency.trainable_summary(vanilla.model, sides)
-    model = vanilla.model.to(device)
+    if request is None:
+        vanilla = provider.load("vanilla", benchmark, sides=sides)
+        model, processor = vanilla.model.to(device), vanilla.processor
+    else:
+        model, processor = request.model, request.processor
+    trains = saliency.trainable_summary(model, sides)
     if acc is not None:
         # Wrapped before setup(): a method's masks and parameter names then come from the
         # same model object its training steps use.
@@ -101,22 +112,25 @@ def _unlearn(session: Session, progress: bool, trackers: tracking.Trackers | Non
     part = (acc.process_index, acc.num_processes) if acc is not None else None
     prompts = default_prompts()
     data = MethodData(
-        forget=EncodedSet(benchmark.forget_set(), vanilla.processor, prompts, part=part),
-        retain=EncodedSet(benchmark.retain_set(), vanilla.processor, prompts, part=part),
-        preserve_text=EncodedSet(benchmark.preserve_text(), vanilla.processor, prompts, part=part),
+        forget=EncodedSet(benchmark.forget_set(), processor, prompts, part=part),
+        retain=EncodedSet(benchmark.retain_set(), processor, prompts, part=part),
+        preserve_text=EncodedSet(benchmark.preserve_text(), processor, prompts, part=part),
     )
     ctx = UnlearningContext(
-        model=model, processor=vanilla.processor, config=plan.method_config, data=data, seed=config.seed,
+        model=model, processor=processor, config=plan.method_config, data=data, seed=config.seed,
         benchmark=benchmark.name,
-        reference_loader=lambda role: provider.load(role, benchmark).model.to(device),
+        reference_loader=(request.reference if request is not None
+                          else lambda role: provider.load(role, benchmark).model.to(device)),
         accelerator=acc, progress=progress and is_main(),
     )
-    encodings = Encodings(vanilla.processor)  # the trajectory's points and the final evaluation share them
+    # The trajectory's points and the final evaluation share the encodings (a continual run's
+    # requests too).
+    encodings = request.encodings if request is not None else Encodings(processor)
     recorder = None
-    if config.trajectory:
+    if config.trajectory and request is None:
         recorder = Recorder(session, config.trajectory, config.trajectory_sample, acc, encodings, clock)
     if recorder is not None:
-        ctx.on_step = lambda step, total: recorder.step_done(ctx.unwrapped_model, vanilla.processor, step, total)
+        ctx.on_step = lambda step, total: recorder.step_done(ctx.unwrapped_model, processor, step, total)
     if trackers is not None:  # every entry of the history (training.log) also goes to the trackers
         ctx.log = trackers.watch(ctx.log)
     seed_everything(config.seed)
@@ -124,19 +138,42 @@ def _unlearn(session: Session, progress: bool, trackers: tracking.Trackers | Non
     before = snapshot(ctx.unwrapped_model)
     method.setup(ctx)
     if recorder is not None:
-        recorder.record(ctx.unwrapped_model, vanilla.processor, 0)
+        recorder.record(ctx.unwrapped_model, processor, 0)
     method.unlearn(ctx)
     distributed.check_in_sync(acc, ctx.unwrapped_model)
     moved = movement(before, ctx.unwrapped_model)
     del before
     losses = [h["loss"] for h in ctx.history if "loss" in h]
     if recorder is not None:
-        recorder.finish(ctx.unwrapped_model, vanilla.processor, len(losses))
+        recorder.finish(ctx.unwrapped_model, processor, len(losses))
     training = {"steps": len(losses), "first_loss": losses[0] if losses else None,
                 "last_loss": losses[-1] if losses else None, "method_report": ctx.extras, "trainable": trains,
                 "seconds": round(time.time() - train_started, 2),
                 "log": [{k: h[k] for k in ("step", "loss", "lr") if k in h} for h in ctx.history if "loss" in h]}
-    return Unlearned(ctx.unwrapped_model, vanilla.processor, training, recorder, encodings, clock, moved)
+    return Unlearned(ctx.unwrapped_model, processor, training, recorder, encodings, clock, moved)
+
+
+@dataclass
+class Stream:
+    """What a continual run's requests found: continual.jsonl's text and results.json's
+    ``continual`` section (``mmu_bench.runs.continual``)."""
+
+    lines: str
+    summary: dict
+
+
+@dataclass
+class Request:
+    """One request of a continual run (``mmu_bench.harness.continual``): its benchmark (the
+    request's forget people; everyone forgotten before it out of the retain data), the model it
+    starts from, and the reference models its method may ask for (``vanilla``: the model the
+    request starts from)."""
+
+    benchmark: object
+    model: object
+    processor: object
+    encodings: Encodings
+    reference: object  # role -> a model
 
 
 def evaluate_checkpoint(plan: Plan, progress: bool = True) -> Path | None:
@@ -162,9 +199,11 @@ def prepare(plan: Plan, progress: bool = True, retrain: bool = False) -> Session
     return open_session(plan, progress, strict=False, retrain=retrain)
 
 
-def finish(session: Session, unlearned: Unlearned, trackers: tracking.Trackers | None = None) -> Path | None:
+def finish(session: Session, unlearned: Unlearned, trackers: tracking.Trackers | None = None,
+           stream: Stream | None = None) -> Path | None:
     """Evaluate and score the unlearned model, compose the result, run the attacks, write the
-    run folder."""
+    run folder (``stream``: what a continual run's requests found, for results.json and
+    continual.jsonl)."""
     plan, clock = session.plan, unlearned.clock
     acc = distributed.accelerator()
     model, processor = unlearned.model, unlearned.processor
@@ -179,6 +218,8 @@ def finish(session: Session, unlearned: Unlearned, trackers: tracking.Trackers |
         everyone = {results.UNLEARNED: records, **{role: ref.records for role, ref in session.refs.items()}}
         scores = score(everyone, session.tasks, session.measures, models=[results.UNLEARNED])[results.UNLEARNED]
         result = compose(session, scores, records, unlearned, processor, suite, trackers)
+        if stream is not None:
+            result = replace(result, continual=stream.summary)
     attacks = None
     if plan.attacks:
         with clock.phase("attacks"):
@@ -189,7 +230,8 @@ def finish(session: Session, unlearned: Unlearned, trackers: tracking.Trackers |
         scored = samples.with_vanilla(records, session.refs.get("vanilla"))
         thumbs = samples.thumbnails(session.benchmark.eval, records)
         points = unlearned.recorder.to_jsonl() if unlearned.recorder is not None else None
-        folder = write_run(plan, result, scored, attacks, weights, points, thumbs, clock)
+        folder = write_run(plan, result, scored, attacks, weights, points, thumbs, clock,
+                           stream.lines if stream is not None else None)
     if trackers is not None:  # after the folder is written: a tracker failing here loses nothing
         trackers.end(result, unlearned.training["steps"])
     warn_if_unchanged(unlearned.weight_change, folder)
@@ -299,12 +341,13 @@ def compose(session: Session, unlearned_scores: dict[str, dict[str, Value]], rec
 
 def write_run(plan: Plan, result: results.RunResult, records: list[dict], attacks: dict | None = None,
               weights: tuple | None = None, points: str | None = None, thumbs: dict | None = None,
-              clock: Clock | None = None) -> Path:
+              clock: Clock | None = None, requests: str | None = None) -> Path:
     """Everything is written into a staging folder renamed into place at the end: a crash or
     Ctrl-C leaves no partial run, and an existing run folder is never touched. ``attacks``: the
     contents of attacks.json; ``weights``: (model, processor) saved under ``model/``;
     ``points``: the contents of trajectory.jsonl; ``clock``: the run's, whose phases (writing up
-    to results.json itself) and wall time results.json records."""
+    to results.json itself) and wall time results.json records; ``requests``: the contents of
+    continual.jsonl."""
     config = plan.config
 
     def fill(tmp: Path, run_id: str) -> None:
@@ -314,6 +357,8 @@ def write_run(plan: Plan, result: results.RunResult, records: list[dict], attack
             (tmp / name).write_text(text)
         if points is not None:
             (tmp / TRAJECTORY_FILE).write_text(points)
+        if requests is not None:
+            (tmp / CONTINUAL_FILE).write_text(requests)
         if attacks is not None:
             attack_file.write(tmp, attacks)
         if weights is not None:

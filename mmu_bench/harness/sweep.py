@@ -62,17 +62,29 @@ def method_args_for(method: str, scoped: dict[str, str]) -> dict[str, str]:
 
 
 def grid(base: RunConfig, methods: list[str], seeds: list[int], ratios: list[float],
-         method_args: dict[str, str]) -> list[RunConfig]:
+         method_args: dict[str, str], requests: list[int] | None = None) -> list[RunConfig]:
+    """Every point of methods x forget ratios x seeds (x requests: continual streams of that many
+    requests, 1 an ordinary run), in that order."""
     if not methods or not seeds or not ratios:
         raise MMUBenchError("a sweep needs at least one method, one seed and one forget ratio")
     targets = {key.rpartition(".")[0] for key in method_args if "." in key}
     unknown = sorted(targets - set(methods))
     if unknown:
         raise MMUBenchError(f"--method-arg names method(s) {', '.join(unknown)} that are not in --methods")
+    if requests is not None and any(k < 1 for k in requests):
+        raise MMUBenchError(f"--requests must be at least 1, got {requests}")
+    streams = [dict(base.continual)] if requests is None else [with_requests(base.continual, k) for k in requests]
     return [
-        dataclasses.replace(base, method=m, seed=s, forget_ratio=r, method_args=method_args_for(m, method_args))
-        for m in methods for r in ratios for s in seeds
+        dataclasses.replace(base, method=m, seed=s, forget_ratio=r, method_args=method_args_for(m, method_args),
+                            continual=stream)
+        for m in methods for r in ratios for stream in streams for s in seeds
     ]
+
+
+def with_requests(block: dict, k: int) -> dict:
+    """A config's continual block with ``k`` requests (1: none, an ordinary run)."""
+    out = {key: value for key, value in block.items() if key != "requests"}
+    return {**out, "requests": k} if k > 1 else out
 
 
 def run_point(config: RunConfig, name: str, key: str, execute=None, plan=None) -> CellOutcome:
@@ -101,7 +113,8 @@ def outcome(config: RunConfig, name: str, status: str, path: str = "", error: st
 
 
 def failed(config: RunConfig, name: str, key: str, exc: BaseException) -> CellOutcome:
-    folder = write_failure(config, name, key, exc)
+    # A continual run's failed request has written its own failure.json (naming the request).
+    folder = getattr(exc, "folder", None) or write_failure(config, name, key, exc)
     return outcome(config, name, "failed", str(folder), f"{type(exc).__name__}: {exc}")
 
 

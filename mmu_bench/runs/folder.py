@@ -62,12 +62,12 @@ def write_new(output_dir: str, names: tuple[str, str, str], forget_ratio: float,
     raise MMUBenchError(f"could not find a free run folder under {output_dir}")
 
 
-def write_failure(config, method_name: str, key: str | None, error: BaseException) -> Path:
+def write_failure(config, method_name: str, key: str | None, error: BaseException, where: dict | None = None) -> Path:
     """Record a failed run (``config``: its RunConfig) in its own folder (``failure.json``, never
-    ``results.json``)."""
+    ``results.json``); ``where``: where in the run it failed (a continual run's request)."""
     record = {"run_key": key, "config": config.to_dict(), "error": f"{type(error).__name__}: {error}",
               "traceback": "".join(traceback.format_exception(error)),
-              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(where or {})}
 
     def fill(tmp: Path, run_id: str) -> None:
         (tmp / FAILURE_FILE).write_text(json.dumps(results.json_safe(record), indent=2, default=str) + "\n")

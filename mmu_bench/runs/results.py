@@ -42,7 +42,7 @@ class ResultsError(MMUBenchError):
 
 # The phases of a run whose wall seconds ``provenance.phases`` records (``harness.clock``), in
 # the order a run passes through them; a phase a run skips is left out.
-PHASES = ("session", "unlearning", "trajectory", "evaluation", "scoring", "utility", "attacks", "writing")
+PHASES = ("session", "unlearning", "trajectory", "requests", "evaluation", "scoring", "utility", "attacks", "writing")
 
 @dataclass
 class TaskInfo:
@@ -110,6 +110,9 @@ class RunResult:
     # budgets, shots, added measures, overrides) and what it implies on this benchmark (answers
     # longer than the budget). The benchmark's own choices are in ``benchmark.info``.
     protocol: dict = field(default_factory=dict)
+    # A continual run's stream (``mmu_bench.runs.continual``): its requests, the one-shot run it
+    # compares with, reversal, erosion, early forgetting. Empty for an ordinary run.
+    continual: dict = field(default_factory=dict)
     run_uid: str = ""
     run_id: str = ""
     run_key: str = ""
@@ -145,6 +148,8 @@ class RunResult:
             for key, default in OPTIONAL_TASK_FIELDS.items():
                 if task.get(key) == default:
                     task.pop(key, None)
+        if not out["continual"]:  # an ordinary run's file stays as it was
+            del out["continual"]
         out["scores"] = {m: {t: {k: v.to_dict() for k, v in per.items()} for t, per in tasks.items()}
                          for m, tasks in self.scores.items()}
         return json_safe(out)
@@ -174,7 +179,7 @@ class RunResult:
                 measures=data.get("measures", {}), vanilla_knowledge=data.get("vanilla_knowledge", {}),
                 training=data.get("training", {}), provenance=data.get("provenance", {}),
                 clusters=data.get("clusters", {}), trade_off=data.get("trade_off", {}),
-                protocol=data.get("protocol", {}),
+                protocol=data.get("protocol", {}), continual=data.get("continual", {}),
                 run_uid=data.get("run_uid", ""), run_id=data.get("run_id", ""), run_key=data.get("run_key", ""),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

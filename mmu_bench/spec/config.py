@@ -13,6 +13,7 @@ from mmu_bench.core.options import coerce, typed_dataclass
 from mmu_bench.core.storage import read_yaml_mapping
 from mmu_bench.spec import hparams
 from mmu_bench.spec import trackers as tracking
+from mmu_bench.spec.continual import Continual
 
 LAUNCHERS = ("inline", "local", "slurm")  # where a sweep's grid points run (mmu_bench.harness.launch)
 
@@ -50,11 +51,22 @@ class RunConfig:
     utility_limit: int | None = None
     utility_in_overall: bool = False
     utility_tasks: str | None = None
+    # a stream of deletion requests (mmu_bench.spec.continual): requests, split_seed, ratios,
+    # entities, total_forget_ratio; empty: one request, an ordinary run
+    continual: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.log_with = tracking.names(self.log_with)  # also "tensorboard,wandb" (YAML, a command line)
         if isinstance(self.utility_suite, str):  # "pope,mme" in a YAML file
             self.utility_suite = [t.strip() for t in self.utility_suite.split(",") if t.strip()]
+        if self.continual:  # the stream's whole forget set is the run's forget ratio
+            stream = self.stream
+            self.forget_ratio = stream.total_ratio(self.forget_ratio)
+
+    @property
+    def stream(self) -> Continual:
+        """The run's requests (``continual``), checked."""
+        return Continual.of(self.continual)
 
     def validate(self) -> None:
         """Checks that need no data or model: run before any work is done."""
@@ -78,6 +90,7 @@ class RunConfig:
             raise MMUBenchError(f"attack argument(s) {', '.join(map(str, bad))}: write ATTACK.OPTION=VALUE, "
                                 "e.g. relearn.steps=20")
         tracking.check_names(self.log_with)
+        self.stream.validate()
         if not self.utility_suite and (self.utility_limit is not None or self.utility_in_overall or self.utility_tasks):
             raise MMUBenchError("--utility-limit, --utility-in-overall and --utility-tasks need --utility-suite TASKS")
         if self.utility_limit is not None and self.utility_limit < 1:

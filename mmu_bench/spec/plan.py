@@ -10,7 +10,7 @@ from it and from what each step returns.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mmu_bench.core.errors import MMUBenchError
@@ -79,6 +79,8 @@ def for_checkpoint(config: RunConfig, checkpoint: str, name: str, progress: bool
     """The plan of ``mmu-bench eval``: a model unlearned elsewhere, scored exactly like a run
     and named ``name`` on leaderboards."""
     plan = _base(config, progress, result=True)
+    if config.stream.active:
+        raise MMUBenchError("eval scores one checkpoint: --requests and a continual block are for mmu-bench run")
     path = Path(checkpoint)
     if not path.is_dir():
         raise MMUBenchError(f"--checkpoint {checkpoint}: no such folder")
@@ -224,7 +226,15 @@ def run_key(config: RunConfig, method: dict, protocol: Protocol | None = None) -
         blob["trajectory"] = [config.trajectory, config.trajectory_sample]
     if config.utility_suite:  # only when given: the keys of earlier runs stay valid
         blob["utility"] = {**utility.key(config), "in_overall": config.utility_in_overall}
+    if config.stream.active:  # one request is an ordinary run, with an ordinary run's key
+        blob["continual"] = config.stream.key()
     return json_digest(blob, 20)
+
+
+def one_shot_key(config: RunConfig, method: dict, protocol: Protocol | None = None) -> str:
+    """The key of the ordinary run on the same whole forget set: what a continual run is
+    compared with."""
+    return run_key(replace(config, continual={}), method, protocol)
 
 
 def folder_sha256(path: Path) -> str:
