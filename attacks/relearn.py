@@ -1,6 +1,7 @@
 """Relearning (Hu et al. 2024; Lynch et al. 2024; Open-MMunlearning's relearning stress test):
 fine-tune a copy of the model on the image QA of a seeded part of the forget entities (the
-"leaked" ones), then score the attacked task on the leaked entities and on the others.
+"leaked" ones; after a continual run, the first request's people), then score the attacked task
+on the leaked entities and on the others.
 
 Per part, recovery = (score_after - score_before) / (score_vanilla - score_before): 0 = nothing
 came back, 1 = as the vanilla model (none where the model is less than 0.1 below the vanilla
@@ -64,7 +65,7 @@ class Relearn(Attack):
         return self.relearned(target, sorted(target.benchmark.forget_entities))[0]
 
     def run(self, target):
-        leaked, other = target.split_entities(self.config.leaked_fraction, "relearn")
+        leaked, other = target.leaked_entities(self.config.leaked_fraction, "relearn")
         model, steps, losses = self.relearned(target, leaked)
         after = target.evaluate(model)
         del model

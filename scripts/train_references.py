@@ -8,7 +8,9 @@ vanilla model can do, and ship them with their records.
 Rerun it whenever the recipe changes (``TinyRecipe``, ``RECIPE_VERSION``, the prompts, MMU-Synth's
 generator): the shipped folders are named by the recipe's hash, so after a change they no
 longer match and every user would train the references again. It trains the base model and
-the default setting's vanilla, oracle and visual oracle (MMU-Synth, forget 10 %), and checks
+the default setting's vanilla, oracle and visual oracle (MMU-Synth, forget 10 %), the gold
+references of the default continual stream (5 requests of 2 %: the visual oracle of everyone
+forgotten after requests 1-4; docs/continual.md), and checks
 the issue-15 goal: the vanilla model answers the forget people's multiple-choice questions with
 the option letter (``mc_acc``) at 0.8 or more, on their images and in text.
 """
@@ -31,6 +33,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", help="cache folder to train in (default: a fresh temporary one)")
     parser.add_argument("--no-ship", action="store_true", help="do not copy the models into references/")
+    parser.add_argument("--requests", type=int, default=5,
+                        help="also the gold references of the default continual stream of this many requests "
+                             "(docs/continual.md; default 5, 0: none)")
     parser.add_argument("--reuse", action="store_true",
                         help="ship the models of the current recipe already cached in --home instead of training anew")
     args = parser.parse_args()
@@ -41,10 +46,11 @@ def main() -> int:
     from mmu_bench.core.storage import home
     from mmu_bench.harness.run import prepare
     from mmu_bench.spec.config import RunConfig
+    from mmu_bench.spec.plan import for_references
 
     quiet_libraries()
     started = time.time()
-    session = prepare(RunConfig(), progress=True, retrain=not args.reuse)
+    session = prepare(for_references(RunConfig(), progress=True), progress=True, retrain=not args.reuse)
     print(f"trained and scored in {time.time() - started:.0f} s (cache {home()})")
     scores = session.ref_scores
     print(f"{'task':26s} " + " ".join(f"{role + ' mc_acc':>20s} {'ll':>5s}" for role in scores))
@@ -63,10 +69,29 @@ def main() -> int:
         return 0
     provider, benchmark = session.provider, session.benchmark
     names = [provider.path("base", benchmark).name, *(provider.path(r, benchmark).name for r in provider.roles)]
+    names += continual_golds(args.requests)
     written = shipped.ship(provider.name, names, ROOT / "references")
     size = sum(f.stat().st_size for p in written for f in ([p] if p.is_file() else p.rglob("*")))
     print(f"shipped {len(written)} files and folders into {ROOT / 'references'}: {size / 2**20:.1f} MiB")
     return 0
+
+
+def continual_golds(requests: int) -> list[str]:
+    """The cache folders of the gold reference of everyone forgotten after each request of the
+    default stream (the last one is the visual oracle itself), trained (or found) now."""
+    if requests < 2:
+        return []
+    from mmu_bench.harness.continual import plan_stream, relabel
+    from mmu_bench.harness.run import prepare
+    from mmu_bench.spec.config import RunConfig
+    from mmu_bench.spec.plan import for_references
+    from mmu_bench.spec.plan import for_references
+
+    plan = for_references(RunConfig(continual={"requests": requests}), progress=True)
+    session = prepare(plan, progress=True)
+    stream = plan_stream(plan, session)
+    views = [relabel(session.benchmark, people, [], ratio) for people, ratio in zip(stream.cumulative[:-1], stream.ratios)]
+    return [session.provider.path(stream.role, view).name for view in views]
 
 
 if __name__ == "__main__":

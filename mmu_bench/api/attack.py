@@ -120,6 +120,8 @@ class Target:
     seed: int
     device: Any
     progress: bool = True
+    # a continual run's requests, oldest first (the people of each); None for an ordinary run
+    requests: list[list[str]] | None = None
     _evaluate: Any = field(default=None, repr=False)  # (model, processor, rows, task) -> records
     _score: Any = field(default=None, repr=False)  # records -> task score
 
@@ -162,6 +164,14 @@ class Target:
         return finetune(model, features, self.processor.tokenizer.pad_token_id, steps=steps, lr=lr,
                         batch_size=batch_size, seed=self.seed, schedule=schedule, desc=f"attack ({self.who})",
                         progress=self.progress)
+
+    def leaked_entities(self, fraction: float, salt: str) -> tuple[list[str], list[str]]:
+        """The forget people an attack leaks, and the others: after a continual run the oldest
+        request's people (do the oldest deletions come back first?), else ``split_entities``."""
+        if self.requests:
+            first = sorted(self.requests[0])
+            return first, sorted(set(self.benchmark.forget_entities) - set(first))
+        return self.split_entities(fraction, salt)
 
     def split_entities(self, fraction: float, salt: str) -> tuple[list[str], list[str]]:
         """The forget entities in two disjoint seeded parts: ``fraction`` of them (at least one)

@@ -44,6 +44,14 @@ def main(args) -> int:
         print(f"{task.name:26s} " + "   ".join(cells))
     for role in roles:
         print(f"{role}: {refs[role].model_path}")
+    if config.stream.active:  # the gold reference of everyone forgotten after each request
+        from mmu_bench.harness.continual import plan_stream
+
+        stream = plan_stream(session.plan, session)
+        for j, (people, gold) in enumerate(zip(stream.people, stream.golds), 1):
+            state = f"{stream.role} of the first {j} requests ready" if gold is not None else "no gold reference"
+            print(f"request {j}: {len(people)} people ({', '.join(people[:4])}{' ...' if len(people) > 4 else ''}); "
+                  f"{state}")
     weak = [t for t, v in session.knowledge.items() if v < config.min_vanilla_mc]
     if weak:
         print(f"warning: the vanilla model is under {config.min_vanilla_mc} on {', '.join(weak)} "

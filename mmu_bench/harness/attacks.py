@@ -50,10 +50,12 @@ def gold_role(refs: dict) -> str | None:
     return next((role for role in GOLD_ROLES if role in refs), None)
 
 
-def targets(session, model, processor, records: list[dict], seed: int, progress: bool = True):
+def targets(session, model, processor, records: list[dict], seed: int, progress: bool = True,
+            requests: list[list[str]] | None = None):
     """(the model's Target, the gold reference's GoldTarget) for attacks on ``session``'s
     benchmark; ``records``: the model's records on the run's tasks (evaluated here when they
-    lack the attacked task). No model: no Target (None), the gold reference's only."""
+    lack the attacked task; ``requests``: a continual run's, oldest first). No model: no Target
+    (None), the gold reference's only."""
     task = attacked_task(session.all_tasks)
     settings = EvalSettings(batch_size=session.settings.batch_size, limit=session.settings.limit, seed=0, progress=False)
     rows = select_rows(session.benchmark.eval, [task], settings)[task.name]
@@ -63,7 +65,8 @@ def targets(session, model, processor, records: list[dict], seed: int, progress:
 
     of_task = {role: [r for r in ref.records if r["task"] == task.name] for role, ref in session.refs.items()}
     common = dict(benchmark=session.benchmark, task=task, rows=rows, vanilla_records=of_task["vanilla"], seed=seed,
-                  device=session.device, progress=progress, _evaluate=run_eval, _score=scorer(task, session.measures))
+                  device=session.device, progress=progress, requests=requests, _evaluate=run_eval,
+                  _score=scorer(task, session.measures))
     target = None
     if model is not None:
         own = [r for r in records if r["task"] == task.name] or run_eval(model, processor, rows, task)
@@ -73,12 +76,12 @@ def targets(session, model, processor, records: list[dict], seed: int, progress:
 
 
 def run_suite(session, model, processor, records: list[dict], seed: int, planned: list[PlannedAttack],
-              progress: bool = True) -> dict:
+              progress: bool = True, requests: list[list[str]] | None = None) -> dict:
     """Every planned attack on ``model`` (whose records on the run's tasks are ``records``) and
     on the gold reference; the contents of attacks.json. An attack that fails is recorded under
     ``failed`` with its error; the others still run."""
     started = time.time()
-    target, gold = targets(session, model, processor, records, seed, progress)
+    target, gold = targets(session, model, processor, records, seed, progress, requests)
     task = target.task
     report = {"attacks_version": ATTACKS_VERSION, "task": task.name, "task_version": task.version, "seed": seed,
               "gold": gold.role, "score_before": target.score(target.records), "attacks": {}, "failed": {}}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mmu_bench.api.benchmark import Benchmark
@@ -114,6 +114,37 @@ def gold_clusters(session, role: str | None, people: list[str], ratio: float, ta
     return cluster_sums(rows, score)
 
 
+@dataclass
+class Planned:
+    """A stream laid out: each request's people, everyone forgotten after each, a forget ratio
+    naming each cumulative set, and its gold reference's per-person sums (None where there is
+    none)."""
+
+    people: list[list[str]]
+    cumulative: list[list[str]]
+    ratios: list[float]
+    golds: list[dict | None]
+    tasks: list
+    score: dict
+    role: str | None
+
+
+def plan_stream(plan: Plan, session) -> Planned:
+    """The requests of ``plan`` on the session's benchmark, with the gold reference of each
+    cumulative forget set (trained and cached on first use: ``mmu-bench prepare --requests K``
+    does it ahead)."""
+    people = requests_of(plan, session.benchmark)
+    tasks = scoring.primary_tasks(session.tasks)
+    score = {t.name: list(t.score) for t in tasks}
+    role = gold_role(session)
+    total = float(session.benchmark.forget_ratio)
+    everyone = len(session.benchmark.forget_entities)
+    cumulative = [sorted(set().union(*people[: j + 1])) for j in range(len(people))]
+    ratios = [total * len(c) / everyone for c in cumulative]
+    golds = [gold_clusters(session, role, c, r, tasks, score) for c, r in zip(cumulative, ratios)]
+    return Planned(people, cumulative, ratios, golds, tasks, score, role)
+
+
 def run_continual(plan: Plan, progress: bool = True) -> Path | None:
     """Every request in turn, the model scored after each; then the final evaluation, the
     attacks and the run folder, as ``harness.run.run`` writes them."""
@@ -126,15 +157,9 @@ def run_continual(plan: Plan, progress: bool = True) -> Path | None:
     try:
         with clock.phase("session"):
             session = open_session(plan, progress)
-            people = requests_of(plan, session.benchmark)
-            tasks = scoring.primary_tasks(session.tasks)
-            score = {t.name: list(t.score) for t in tasks}
-            role = gold_role(session)
-            total = float(session.benchmark.forget_ratio)
-            everyone = len(session.benchmark.forget_entities)
-            cumulative = [sorted(set().union(*people[: j + 1])) for j in range(len(people))]
-            ratios = [total * len(c) / everyone for c in cumulative]
-            golds = [gold_clusters(session, role, c, r, tasks, score) for c, r in zip(cumulative, ratios)]
+            stream = plan_stream(plan, session)
+            people, cumulative, ratios, golds = stream.people, stream.cumulative, stream.ratios, stream.golds
+            tasks, score, role = stream.tasks, stream.score, stream.role
             vanilla = [dict(r) for r in session.refs["vanilla"].records if r["task"] in score]
             scoring.score({"vanilla": vanilla}, tasks, session.measures)
         lines = [{"request": 0, "people": [], "model": "vanilla", "clusters": cluster_sums(vanilla, score),

@@ -224,7 +224,7 @@ def finish(session: Session, unlearned: Unlearned, trackers: tracking.Trackers |
     if plan.attacks:
         with clock.phase("attacks"):
             attacks = run_suite(session, model, processor, records, plan.config.seed, plan.attacks,
-                                session.settings.progress)
+                                session.settings.progress, stream.summary["requests"] if stream is not None else None)
     with clock.phase("writing"):
         weights = (model, processor) if keep_weights(plan.config.save_model, model, plan.method) else None
         scored = samples.with_vanilla(records, session.refs.get("vanilla"))
@@ -389,7 +389,7 @@ def attack_folder(run_dir: str, specs: list[str], attack_args: dict, progress: b
     session = open_session(plan, progress)
     loaded = load_unlearned(folder, result, session)
     attacked = run_suite(session, loaded.model.to(session.device), loaded.processor, [], result.seed, plan.attacks,
-                         progress)
+                         progress, result.continual.get("requests") or None)
     recorded = result.dimensions.get(results.UNLEARNED, {}).get(ATTACKED_DIMENSION)
     if recorded is not None and abs(attacked["score_before"] - recorded) > 1e-6:
         attacked["note"] = (f"the loaded model scores {attacked['score_before']:.4f} on {attacked['task']} where results.json "
