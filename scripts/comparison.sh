@@ -7,7 +7,8 @@
 #     steps, 16 trajectory points), so that they reach high forgetting where they can: the rows
 #     that answer "at equal forgetting, which method keeps the most?" (docs/equal-forgetting.md).
 #     MANU has no learning rate nor steps: its harder run is 16 rounds of pruning (iterations=16,
-#     one trajectory point each) at its tuned percentage.
+#     one trajectory point each) at its tuned percentage;
+#  3. every method at its tuned setting as a continual stream of 5 requests (docs/continual.md).
 # Resumes: finished runs are skipped.
 set -euo pipefail
 runs="${1:-runs/comparison}"
@@ -22,4 +23,8 @@ mmu-bench sweep --methods "${methods%,manu}" "${long[@]}"
 mmu-bench sweep --methods manu --method-arg iterations=16 --trajectory 16 --seeds "$seeds" --forget-ratios 10 \
   --output-dir "$runs" --quiet
 mmu-bench sweep --methods mmunlearner --method-arg mask=random "${long[@]}"
+# 3. continual: every method at its tuned setting, the forget set as 5 requests of 2 % (docs/continual.md),
+#    with the attacks on the final model; each stream pairs with its one-shot run of step 1
+mmu-bench sweep --methods "$methods" --seeds "$seeds" --forget-ratios 10 --requests 5 --attacks \
+  --output-dir "$runs" --quiet
 mmu-bench leaderboard --runs "$runs" --output leaderboards
