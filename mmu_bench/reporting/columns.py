@@ -26,6 +26,7 @@ BEST = "best"  # the p-value cell of the best row
 TRACE = "_trace"  # a row's per-seed trajectories, normalised, with the harmonic curve (for the plot; not written)
 RUNS = "_runs"  # a method row's runs: (seed, run uid) each (for the HTML page's links; not written)
 SEEDS = "_per_seed"  # a row's per-seed values of the tested columns (for the paired tests; not written)
+CONTINUAL = "continual"  # the kind of a continual run's row (``mmu_bench.reporting.continual``): its own section only
 # A method row's count of runs whose unlearning changed no trained weight (results.json
 # provenance.weight_change); such a row's name carries UNCHANGED_MARK, explained under the table.
 UNCHANGED = "weights_unchanged"
@@ -211,11 +212,15 @@ class Column:
 
 @dataclass(frozen=True)
 class Section:
-    """One table of a leaderboard: after the method and forget % columns, ``columns``."""
+    """One table of a leaderboard: after the method and forget % columns, ``columns``; its rows
+    picked by ``select`` where it has one (``section_rows``), with links to the runs' reports
+    where ``links`` (the main table always has them)."""
     title: str
     text: str
     columns: list[Column]
     level: int = 2
+    select: Callable[[list[dict]], list[dict]] | None = None
+    links: bool = False
 
 
 def primary_tasks(runs: list[RunResult]) -> dict[str, str]:
@@ -305,7 +310,12 @@ def _traced(rows: list[dict]) -> list[dict]:
 
 
 def section_rows(section: Section, rows: list[dict]) -> list[dict]:
-    """The rows a section shows: the "at equal forgetting" tables only the runs with a trajectory."""
+    """The rows a section shows: those it selects where it says; else the one-shot rows (not
+    the continual ones, which have a section of their own), the "at equal forgetting" tables
+    only those with a trajectory."""
+    if section.select is not None:
+        return section.select(rows)
+    rows = [r for r in rows if r["kind"] != CONTINUAL]
     return _traced(rows) if section.level == 3 else rows
 
 

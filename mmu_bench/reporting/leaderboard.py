@@ -6,6 +6,10 @@ seeds of every task measure, of the dimension scores and of the overall score, w
 of seeds and the method's version and source hash. Runs scored with different task versions
 never share a row. The reference models (vanilla, oracle, ...) get rows of their own. Results
 are read through ``mmu_bench.results`` (older schema versions included).
+
+A continual run (``--requests K``) never shares a row with one-shot runs: its rows (kind
+``continual``, one per method, configuration, forget ratio and stream: K and its split) have a
+section of their own (``mmu_bench.reporting.continual``), and join the CSV after the others.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import numpy as np
 from mmu_bench.core.errors import MMUBenchError
 from mmu_bench.core.names import safe_name
 from mmu_bench.core.storage import atomic_write_text, json_digest
-from mmu_bench.reporting import leaderboard_page, meta_eval, tables
+from mmu_bench.reporting import continual, leaderboard_page, meta_eval, tables
 from mmu_bench.reporting.columns import (
     ATTACK_PREFIX,
     AUC,
     BEST,
+    CONTINUAL,
     MATCHED,
     RUNS,
     SEEDS,
@@ -45,7 +50,8 @@ from mmu_bench.reporting.columns import (
     sections,
     value_at,
 )
-from mmu_bench.reporting.plots import plot, plot_trade_off
+from mmu_bench.reporting.plots import plot, plot_continual, plot_forget_ratio, plot_trade_off
+from mmu_bench.runs import continual as streams
 from mmu_bench.runs import results, stats, trajectory
 from mmu_bench.runs.attacks import headline
 from mmu_bench.runs.attacks import read as read_attacks
@@ -61,6 +67,7 @@ class Collected:
     trajectories: dict[str, list[dict]] = field(default_factory=dict)  # run uid -> its trajectory.jsonl points
     folders: dict[str, Path] = field(default_factory=dict)  # run uid -> its folder
     roots: dict[str, Path] = field(default_factory=dict)  # run uid -> the --runs folder it was found under
+    streams: dict[str, list[dict]] = field(default_factory=dict)  # run uid -> its continual.jsonl lines (continual runs)
 
 
 def uid(result: RunResult) -> str:
@@ -78,6 +85,7 @@ def collect(roots: list[str]) -> Collected:
                 result = results.read(path)
                 report = read_attacks(path.parent)
                 points = trajectory.read(path.parent)
+                lines = streams.read(path.parent) if result.continual else []
             except (MMUBenchError, ValueError) as exc:
                 out.unreadable.append(str(exc))
                 continue
@@ -91,6 +99,8 @@ def collect(roots: list[str]) -> Collected:
                 out.attacks[uid(result)] = report
             if points:
                 out.trajectories[uid(result)] = points
+            if lines:
+                out.streams[uid(result)] = lines
     out.runs = [seen[key] for key in sorted(seen)]
     return out
 
@@ -177,11 +187,13 @@ def build_rows(runs: list[RunResult], attacks: dict[str, dict] | None = None,
     """(benchmark, model) -> leaderboard rows, and notes on what was kept apart. ``attacks``:
     run uid -> attacks.json: their columns for the methods, and the gold reference's numbers
     (mean over seeds) in its row. ``trajectories``: run uid -> its trajectory points, for the
-    intervals of the matched-forgetting columns."""
+    intervals of the matched-forgetting columns. Continual runs are left to ``continual_rows``."""
     attacks = attacks or {}
     trajectories = trajectories or {}
     groups: dict[tuple, list[RunResult]] = defaultdict(list)
     for result in runs:
+        if result.continual:
+            continue
         method = result.method
         key = (result.benchmark["name"], result.model["name"], result.benchmark["forget_ratio"],
                method["name"], method["source_sha256"], _config_hash(method["config"]), _task_versions(result))
@@ -239,6 +251,54 @@ def build_rows(runs: list[RunResult], attacks: dict[str, dict] | None = None,
         _paired_tests(rows)
         rows.sort(key=lambda r: (-_sortable(r["overall_mean"]), r["kind"], r["method"], r["forget_ratio"],
                                  r["config_hash"], r["task_versions"]))
+    return boards, notes
+
+
+def continual_rows(runs: list[RunResult], lines: dict[str, list[dict]] | None = None,
+                   attacks: dict[str, dict] | None = None) -> tuple[dict[tuple[str, str], list[dict]], list[str]]:
+    """(benchmark, model) -> the continual runs' rows (kind ``continual``), and notes on the
+    seeds with no one-shot run to compare with. Grouped as the one-shot rows are, and by stream
+    (its number of requests and split); every number of the final model as in a one-shot row,
+    with the stream's figures (``reporting.continual.numbers``), the gap to the one-shot run of
+    each seed and the intervals (``lines``: run uid -> its continual.jsonl lines)."""
+    lines = lines or {}
+    attacks = attacks or {}
+    index = continual.pair_index(runs)
+    groups: dict[tuple, list[RunResult]] = defaultdict(list)
+    for result in runs:
+        if result.continual:
+            method = result.method
+            groups[(result.benchmark["name"], result.model["name"], result.benchmark["forget_ratio"], method["name"],
+                    method["source_sha256"], _config_hash(method["config"]), _task_versions(result),
+                    continual.stream_key(result))].append(result)
+    boards: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    notes = []
+    for key, members in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        bench, model, ratio, name, sha, cfg, versions, (requests, _) = key
+        members.sort(key=lambda r: (r.seed, r.run_id))
+        method = members[0].method
+        pairs = [continual.pair_of(r, index) for r in members]
+        label = {"method": name, "kind": CONTINUAL, "forget_ratio": ratio, "requests": requests,
+                 "split": continual.split_text(members[0]), "seeds": " ".join(str(r.seed) for r in members),
+                 "method_version": method["version"], "source_sha256": sha[:12], "config_hash": cfg,
+                 "config": json.dumps(method["config"], sort_keys=True), "task_versions": versions}
+        per_run = [{**_flatten(r, UNLEARNED), **continual.numbers(r, pair), **_attack_numbers(attacks.get(uid(r)), "unlearned")}
+                   for r, pair in zip(members, pairs)]
+        row = _row(label, per_run)
+        row[continual.PAIRS] = sum(p is not None for p in pairs)
+        row.update(continual.intervals(members, [lines.get(uid(r), []) for r in members], pairs))
+        row[RUNS] = [(r.seed, uid(r)) for r in members]
+        missing = [r.seed for r, p in zip(members, pairs) if p is None]
+        if missing:
+            row[continual.MISSING] = missing
+            notes.append(f"{bench}/{model}: {name} ({requests} requests, forget {ratio:g}%, config {cfg}): no one-shot "
+                         f"run with the key its stream names for seed(s) {', '.join(map(str, missing))}; its continual "
+                         "gap leaves them out")
+        boards[(bench, model)].append(row)
+    for rows in boards.values():
+        _name_variants(rows, CONTINUAL)
+        rows.sort(key=lambda r: (-_sortable(r["overall_mean"]), r["method"], r["forget_ratio"], r["requests"],
+                                 r["config_hash"], r["split"], r["task_versions"]))
     return boards, notes
 
 
@@ -313,14 +373,15 @@ def _paired_tests(rows: list[dict]) -> None:
             row[f"{key}_p_vs_best"] = p
 
 
-def _name_variants(rows: list[dict]) -> None:
-    """Rows of one method with different configurations get a ``variant`` naming the settings
-    that tell them apart (e.g. ``mask=random``), so a reader need not diff the config JSON."""
+def _name_variants(rows: list[dict], kind: str = "method") -> None:
+    """Rows of one method (of ``kind``; continual ones with one number of requests) with different
+    configurations get a ``variant`` naming the settings that tell them apart (e.g.
+    ``mask=random``), so a reader need not diff the config JSON."""
     by_method: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         row.setdefault("variant", "")
-        if row["kind"] == "method":
-            by_method[(row["method"], row["forget_ratio"])].append(row)
+        if row["kind"] == kind:
+            by_method[(row["method"], row["forget_ratio"], row.get("requests"))].append(row)
     for group in by_method.values():
         configs = [json.loads(r["config"]) for r in group]
         if len({r["config_hash"] for r in group}) < 2:
@@ -339,8 +400,9 @@ def _columns(rows: list[dict], dims: list[Dimension]) -> list[str]:
              "overall_ci_low", "overall_ci_high", "overall_p_vs_best"]
     dims = [f"{d.name}/{part}_{stat}" for d in dims for part in ("score", "normalised") for stat in ("mean", "std")]
     tail = ["method_version", "source_sha256", "config_hash", "config", "task_versions"]
-    rest = sorted({k for r in rows for k in r if not k.startswith("_")} - set(first) - set(dims) - set(tail))
-    return first + [d for d in dims if any(d in r for r in rows)] + rest + tail
+    stream = [c for c in continual.CSV_FIRST if any(c in r for r in rows)]  # none without continual rows
+    rest = sorted({k for r in rows for k in r if not k.startswith("_")} - set(first) - set(stream) - set(dims) - set(tail))
+    return first + stream + [d for d in dims if any(d in r for r in rows)] + rest + tail
 
 
 def to_csv(rows: list[dict], dims: list[Dimension]) -> str:
@@ -380,26 +442,38 @@ def build(roots: list[str], out_dir: str, with_plot: bool = True,
     links = {key: leaderboard_page.report_link(folder, collected.roots[key], out, link_base)
              for key, folder in collected.folders.items()}
     boards, notes = build_rows(collected.runs, collected.attacks, collected.trajectories)
+    stream_boards, stream_notes = continual_rows(collected.runs, collected.streams, collected.attacks)
+    notes += stream_notes
     written, sections_html = [], []
     out = Path(out_dir)
-    for (bench, model), rows in sorted(boards.items()):
+    for bench, model in sorted(set(boards) | set(stream_boards)):
+        rows, stream_rows = boards.get((bench, model), []), stream_boards.get((bench, model), [])
         stem = f"{safe_name(bench)}__{safe_name(model)}"
         title = f"{bench} / {model}"
         runs = [r for r in collected.runs if (r.benchmark["name"], r.model["name"]) == (bench, model)]
+        one_shot = [r for r in runs if not r.continual]
         dims = dimensions(runs)
-        tables = sections(rows, dims, measure_sections(runs, dims, measure_declarations(runs)),
-                          attack_section(rows, attack_declarations([collected.attacks.get(uid(r)) for r in runs])))
-        atomic_write_text(out / f"{stem}.csv", to_csv(rows, dims))
-        atomic_write_text(out / f"{stem}.md", to_markdown(rows, title, tables))
+        files = {"ratio": f"{stem}__forget_ratio.png", "continual": f"{stem}__continual.png"} if with_plot else {}
+        tables = sections(rows, dims, measure_sections(one_shot, dims, measure_declarations(one_shot)),
+                          attack_section(rows, attack_declarations([collected.attacks.get(uid(r)) for r in one_shot])))
+        tables += continual.forget_ratio_section(rows, dims, files.get("ratio", ""))
+        tables += continual.section(stream_rows, dims, files.get("continual", ""))
+        atomic_write_text(out / f"{stem}.csv", to_csv(rows + stream_rows, dims))
+        atomic_write_text(out / f"{stem}.md", to_markdown(rows + stream_rows, title, tables))
         written += [out / f"{stem}.csv", out / f"{stem}.md"]
         plots = []
         if with_plot:
-            plot(rows, out / f"{stem}.png", title, dims)
-            plots.append(f"{stem}.png")
+            if rows:
+                plot(rows, out / f"{stem}.png", title, dims)
+                plots.append(f"{stem}.png")
             if plot_trade_off(rows, out / f"{stem}__trade_off.png", title, dims):
                 plots.append(f"{stem}__trade_off.png")
+            if plot_forget_ratio(continual.ratio_groups(rows), out / files["ratio"], title, dims):
+                plots.append(files["ratio"])
+            if plot_continual(stream_rows, out / files["continual"], title):
+                plots.append(files["continual"])
             written += [out / p for p in plots]
-        sections_html.append((stem, title, leaderboard_page.board(title, stem, rows, tables, plots, links)))
+        sections_html.append((stem, title, leaderboard_page.board(title, stem, rows + stream_rows, tables, plots, links)))
     if sections_html:
         sections_html += meta_eval.sections_in(out)  # the meta-evaluations written there (`mmu-bench meta-eval`)
         atomic_write_text(out / leaderboard_page.INDEX_FILE, leaderboard_page.render(sections_html))

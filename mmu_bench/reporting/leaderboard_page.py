@@ -56,7 +56,7 @@ def board(title: str, stem: str, rows: list[dict], board_sections: list[Section]
             parts.append(f"<p>{pages.prose(section.text)}</p>")
         if not section.columns:
             continue
-        main = n == 0
+        main = n == 0 or section.links  # the main table and the continual one link to the runs' reports
         headers = ["method", "kind", "forget %"] + [c.header for c in section.columns] + (["runs"] if main else [])
         body = []
         for row in section_rows(section, rows):

@@ -130,3 +130,72 @@ def _reference_retention(row: dict, curve: str, curves: list[tuple[str, str]]) -
 
 def _legend(row: dict) -> str:
     return f"{row['method']} ({row['variant']})" if row.get("variant") else row["method"]
+
+
+def plot_forget_ratio(groups: list[list[dict]], path: Path, title: str, dims: list[Dimension]) -> bool:
+    """MUSE's C5: each normalised dimension and the overall against the forget ratio, one line per
+    method (``groups``: its rows, one per ratio, ``reporting.continual.ratio_groups``), error bars
+    = std over seeds. False (nothing written) without a method at two or more ratios."""
+    if not groups:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(f"{d.name}/normalised", f"{d.label} (normalised)") for d in dims] + [("overall", "overall")]
+    names = [_legend(g[0]) for g in groups]
+    names = [f"{n} ({g[0]['config_hash']})" if names.count(n) > 1 else n for n, g in zip(names, groups)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        for i, group in enumerate(groups):
+            ratios = [r["forget_ratio"] for r in group]
+            means = [value_at(r, f"{key}_mean") for r in group]
+            stds = [0.0 if math.isnan(value_at(r, f"{key}_std")) else r[f"{key}_std"] for r in group]
+            ax.errorbar(ratios, means, yerr=stds, marker="o", ms=3.5, lw=1.2, capsize=2,
+                        color=COLOURS[i % len(COLOURS)], label=names[i])
+        ax.set_xlabel("forget ratio (%)")
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_title(label, fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, ncol=min(6, len(labels)), loc="lower center", frameon=False)
+    fig.suptitle(f"{title}: scores against the size of the forget set", fontsize=11)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    _save(fig, path, tight=False)
+    return True
+
+
+def plot_continual(rows: list[dict], path: Path, title: str) -> bool:
+    """The overall score after each request of a stream (x: request 1..K), one line per continual
+    row (mean over its seeds), the one-shot runs it pairs with (their mean) as a cross at K.
+    False (nothing written) without continual rows."""
+    rows = [r for r in rows if r.get("requests")]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colours = plt.get_cmap("tab20").colors
+    paired = False
+    for i, row in enumerate(rows):
+        k, colour = row["requests"], colours[i % len(colours)]
+        xs = list(range(1, k + 1))
+        ax.plot(xs, [value_at(row, f"after/{j}/overall_mean") for j in xs], "-o", ms=3.5, lw=1.3, color=colour,
+                label=f"{_legend(row)}, forget {row['forget_ratio']:g}%, {k} requests")
+        one_shot = value_at(row, "one_shot/overall_mean")
+        if not math.isnan(one_shot):
+            ax.plot([k], [one_shot], marker="x", ms=8, mew=2, color=colour, ls="none")
+            paired = True
+    if paired:
+        ax.plot([], [], marker="x", ms=8, mew=2, color="black", ls="none", label="its one-shot runs, at K")
+    ax.set_xlabel("request")
+    ax.set_ylabel("overall after the request (mean over seeds)")
+    ax.set_ylim(-0.02, 1.05)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(f"{title}: overall after each request (continual)", fontsize=11)
+    _save(fig, path)
+    return True

@@ -1,8 +1,9 @@
 """``report.html``: one self-contained page per run folder (no server, no network; thumbnails
 embedded), written with the folder and rebuilt by ``mmu-bench report RUN_DIR`` from the folder
 alone: the configuration and provenance, the dimension table against the references, the
-attacks' numbers (attacks.json; `mmu-bench attack --run` rebuilds the page), the training curve
-and trajectory, and a filterable table of every scored item with the unlearned
+attacks' numbers (attacks.json; `mmu-bench attack --run` rebuilds the page), for a continual run
+its stream (the matrix as a heatmap, the erosion curves; ``reporting.continual``), the training
+curve and trajectory, and a filterable table of every scored item with the unlearned
 and the vanilla model's outputs.
 
 Sample text reaches the page only as JSON inside a ``<script type="application/json">`` (with
@@ -19,8 +20,9 @@ from pathlib import Path
 
 from mmu_bench.core.names import safe_name
 from mmu_bench.core.storage import atomic_write_text
-from mmu_bench.reporting import pages, tables
+from mmu_bench.reporting import continual, pages, tables
 from mmu_bench.runs import attacks as attacking
+from mmu_bench.runs import continual as stream
 from mmu_bench.runs import results, samples, trajectory
 
 REPORT_FILE = "report.html"
@@ -71,6 +73,15 @@ def _curve(points: list[tuple[float, float]], title: str) -> str:
             "</svg></figure>")
 
 
+def _loss_curve(log: list[dict]) -> str:
+    """The training loss per step; a continual run's requests (each counting its steps from 0)
+    one after another."""
+    steps = [h for h in log if "step" in h and "loss" in h]
+    if any("request" in h for h in steps):
+        return _curve([(n, h["loss"]) for n, h in enumerate(steps)], "training loss per step, the requests one after another")
+    return _curve([(h["step"], h["loss"]) for h in steps], "training loss per step")
+
+
 def time_rows(provenance: dict) -> list[dict]:
     """A row per phase of the run (results.json's ``provenance.phases``), with its share of the
     run's wall time, then the rest (what no phase holds: starting trackers, say)."""
@@ -95,7 +106,7 @@ def render(run_dir: Path) -> str:
     title = (f"{result.method.get('name', '?')} on {result.benchmark.get('name', '?')} "
              f"(forget {result.benchmark.get('forget_ratio', '?')}%, seed {result.seed})")
     log = result.training.get("log") or []
-    curves = _curve([(h["step"], h["loss"]) for h in log if "step" in h and "loss" in h], "training loss per step")
+    curves = _loss_curve(log)
     points = trajectory.read(run_dir)
     for dimension in sorted({d for p in points for d in p.get("dimensions", {})}):
         curves += _curve([(p["step"], p["dimensions"][dimension]) for p in points
@@ -119,6 +130,7 @@ def render(run_dir: Path) -> str:
         curves=curves or "<p>no training curve recorded</p>",
         timings=pages.dict_table(timings, "timings") if timings else "<p>no phase timings recorded (an older run)</p>",
         attacks=attacks,
+        continual=continual.run_html(result, stream.read(run_dir)) if result.continual else "",
         config=html.escape(config),
         provenance=html.escape(provenance),
         note=html.escape(note),
@@ -148,7 +160,7 @@ img.thumb {{ width: 48px; height: 48px; image-rendering: pixelated; }}
 {dimensions}
 <h2>Attacks</h2>
 {attacks}
-<h2>Training</h2>
+{continual}<h2>Training</h2>
 {curves}
 <h2>Where the time went</h2>
 {timings}

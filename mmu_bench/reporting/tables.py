@@ -7,6 +7,7 @@ import io
 import math
 
 from mmu_bench.core.names import safe_name
+from mmu_bench.reporting import continual
 from mmu_bench.reporting.columns import MAIN, attack_declarations, measure_declarations, table_title
 from mmu_bench.reporting.columns import footer as columns_footer
 from mmu_bench.reporting.columns import measure_tables as tables_of
@@ -111,7 +112,8 @@ def attacks_footer(report: dict) -> str:
 
 def write_markdown(result: RunResult, attacks: dict | None = None) -> str:
     """table.md: the accuracy table, then each measure table (``measure_tables``), the attacks
-    table (``attacks``: the run's attacks.json) and why measures are absent."""
+    table (``attacks``: the run's attacks.json), why measures are absent and, for a continual
+    run, its stream (``reporting.continual.run_markdown``)."""
     from mmu_bench.runs.attacks import failures, rows
 
     text = to_markdown(table_rows(result), title=title(result), footer=footer(result))
@@ -129,6 +131,8 @@ def write_markdown(result: RunResult, attacks: dict | None = None) -> str:
     missing = absences(result)
     if missing:
         text += "\nAbsent values:\n\n" + "\n".join(f"- {line}" for line in missing) + "\n"
+    if result.continual:  # a continual run: its stream's matrix and figures
+        text += continual.run_markdown(result)
     return text
 
 

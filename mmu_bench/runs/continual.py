@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mmu_bench.runs import results
+from mmu_bench.runs.stats import draw_weights
 from mmu_bench.runs.trajectory import roles
 
 CONTINUAL_FILE = "continual.jsonl"
@@ -204,3 +205,56 @@ def summary(lines: list[dict], infos: dict[str, results.TaskInfo], chance: dict[
 
 def finite(x) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+# -- for reports: resampling, the erosion curves, the one-shot run under the same draws ----------
+def _snapshots(lines: list[dict]) -> list:
+    """The snapshots ``figures`` banks, in its order: each line's model, then each line's gold."""
+    return [line.get("clusters") for line in lines] + [line.get("gold") for line in lines]
+
+
+def cluster_ids(lines: list[dict], infos: dict[str, results.TaskInfo]) -> dict[str, tuple]:
+    """Per primary task, the clusters (people, or items without one) ``figures`` resamples, in
+    its order: what ``stats.draw_weights`` takes to make its ``weights``."""
+    snapshots = _snapshots(lines)
+    return {name: tuple(sorted({c for snap in snapshots if snap for c in snap.get(name, {})}))
+            for name in primary(infos)}
+
+
+def resampled(lines: list[dict], infos: dict[str, results.TaskInfo], chance: dict[str, float], n: int,
+              rng: np.random.Generator) -> tuple[dict, dict]:
+    """``figures`` under ``n`` resamples of the stream's people (``stats.draw_weights``: tasks
+    over the same people share a draw), and the draws (task -> [n, clusters])."""
+    weights = draw_weights(cluster_ids(lines, infos), n, rng)
+    return figures(lines, infos, chance, weights), weights
+
+
+def retention_series(lines: list[dict], infos: dict[str, results.TaskInfo]) -> dict[str, list[float]]:
+    """Each retention dimension's score before any request and after each (0..K): the series
+    whose least-squares slope is its ``erosion`` (a dimension scored per person over the whole
+    forget set, the others over all their items)."""
+    tasks = primary(infos)
+    bank = Bank(_snapshots(lines), {name: list(info.score) for name, info in tasks.items()})
+    requests = [set(line["people"]) for line in lines[1:]]
+    everyone = set().union(*requests) if requests else set()
+    _, retention = roles(tasks)
+    task_of = {info.dimension: name for name, info in tasks.items()}
+    out = {}
+    for dim in retention:
+        people = everyone if everyone & set(bank.ids.get(task_of[dim], [])) else None
+        out[dim] = [bank.value(task_of[dim], r, people) for r in range(len(lines))]
+    return out
+
+
+def overall_under(result: results.RunResult, weights: dict | None = None):
+    """An ordinary run's overall score from its per-person sums (``clusters``), under
+    ``weights`` (task -> [resamples, clusters] over its clusters in sorted order; None: each
+    once, a float): the one-shot side of a continual gap, drawn with the stream's people. None
+    without the sums (runs written before they were kept)."""
+    tasks = primary(result.tasks)
+    if not result.clusters or any(name not in result.clusters for name in tasks):
+        return None
+    bank = Bank([result.clusters], {name: list(info.score) for name, info in tasks.items()})
+    normalised = {info.dimension: result.normalisation[info.dimension].apply(bank.value(name, 0, None, weights))
+                  for name, info in tasks.items()}
+    return results.harmonic_mean([normalised[d] for d in result.dimension_order()])

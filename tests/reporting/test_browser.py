@@ -159,3 +159,94 @@ def test_the_leaderboard_page_sorts_shows_its_plots_and_links_each_run_report(br
     assert browser.current_url == (runs / report_run.name / "report.html").as_uri()
     assert len(browser.find_elements(By.CSS_SELECTOR, "#samples tbody tr")) > 0
     assert console_errors(browser) == []
+
+
+def _as_continual(folder: Path, one_shot: dict, gap: float = -0.1) -> dict:
+    """Make the run in ``folder`` (a copy of ``one_shot``'s) a continual run of two requests in
+    place: a new run, its continual section naming ``one_shot``'s key, its overall ``gap`` below
+    that run's. Returns its results."""
+    import uuid
+
+    data = json.loads((folder / "results.json").read_text())
+    dims = [d for d in ("visual_forgetting", "textual_retention", "retained_vqa", "general_utility")
+            if d in data["normalised"]]
+    matrix = {"visual_forgetting:1": [0.9, 0.1, 0.3], "visual_forgetting:2": [0.95, 0.7, 0.2],
+              "textual_retention:1": [1.0, 0.9, 0.8], "textual_retention:2": [1.0, 1.0, 0.85]}
+    matrix.update({d: [0.9, 0.8, 0.6] for d in dims if d not in ("visual_forgetting", "textual_retention")})
+    overall = data["overall"] + gap
+    data.update(run_uid=uuid.uuid4().hex, run_key="stream", run_id=data["run_id"] + "-stream", overall=overall)
+    data["continual"] = {
+        "requests": [["e1"], ["e2"]], "chance": {d: 0.25 for d in dims}, "matrix": matrix,
+        "after": [{"request": j, "dimensions": data["dimensions"]["unlearned"], "normalised": data["normalised"],
+                   "overall": x, "gold": True} for j, x in ((1, 0.8), (2, overall))],
+        "overall_after": [0.8, overall], "reversal": {"per_request": [0.2], "mean": 0.2},
+        "early_forgetting": {"per_request": [0.25], "mean": 0.25},
+        "erosion": {d: -0.05 for d in dims if d != "visual_forgetting"}, "forgetting": "visual_forgetting",
+        "per_person": ["visual_forgetting", "textual_retention"], "split": {"requests": 2, "split_seed": 0},
+        "one_shot_key": one_shot["run_key"], "gold_role": "visual_oracle"}
+    (folder / "results.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+    assert main(["report", str(folder)]) == 0
+    return data
+
+
+def test_a_continual_runs_report_shows_its_matrix_as_a_heatmap_and_its_erosion_curves(browser, report_run, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    folder = tmp_path / "continual" / report_run.name
+    shutil.copytree(report_run, folder)
+    data = _as_continual(folder, json.loads((report_run / "results.json").read_text()))
+    browser.get((folder / "report.html").as_uri())
+    assert browser.find_element(By.ID, "continual").text == "Continual: 2 requests"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#continual-matrix tbody tr")
+    assert len(rows) == 3  # before any request, after each of the two
+    headers = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#continual-matrix thead th")]
+    assert headers[:5] == ["after request", "visual_forgetting:1", "visual_forgetting:2", "textual_retention:1",
+                           "textual_retention:2"]
+    # each cell coloured by its score: 1.0 the pages' blue, 0.1 nearly white, as the browser draws them
+    colour = browser.execute_script(
+        "return [...document.querySelectorAll('#continual-matrix tbody tr')].map(r => "
+        "[...r.cells].slice(1).map(c => getComputedStyle(c).backgroundColor))")
+    assert colour[0][2] == "rgb(42, 111, 219)"  # textual_retention:1 before any request: 1.0
+    assert colour[1][0] == "rgb(234, 241, 251)"  # visual_forgetting:1 after request 1: 0.1 (255 - 0.1 (255 - c))
+    assert len({c for row in colour for c in row}) > 3
+    widths = browser.execute_script(
+        "return [...document.querySelectorAll('polyline.erosion')].map(p => p.getBBox().width)")
+    # no continual.jsonl beside it: the curves of the dimensions the matrix holds whole (not textual retention)
+    assert len(widths) == len(set(data["continual"]["erosion"]) & set(data["continual"]["matrix"])) == 2
+    assert all(w > 300 for w in widths) and "textual retention: no curve" in browser.page_source
+    index = header_index(browser, "continual-matrix", "visual_forgetting:1")
+    click_header(browser, "continual-matrix", index)
+    assert numbers(column(browser, "continual-matrix", index)) == [0.1, 0.3, 0.9]
+    assert console_errors(browser) == []
+    shot = tmp_path / "continual-report.png"
+    assert browser.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_leaderboard_page_shows_the_continual_section_and_its_plot(browser, report_run, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    runs = tmp_path / "runs"
+    shutil.copytree(report_run, runs / report_run.name)
+    stream = runs / (report_run.name + "-stream")
+    shutil.copytree(report_run, stream)
+    one_shot = json.loads((report_run / "results.json").read_text())
+    _as_continual(stream, one_shot, gap=-0.125)
+    assert main(["leaderboard", "--runs", str(runs), "--output", str(runs / "boards"), "--link-base", ".."]) == 0
+    with open(runs / "boards" / "mmu-synth__tiny-llava.csv") as fh:
+        board = list(csv.DictReader(fh))
+    assert [r["kind"] for r in board].count("continual") == 1
+    browser.get((runs / "boards" / "index.html").as_uri())
+    heading = browser.find_element(By.XPATH, "//h3[text()='Continual']")
+    table = heading.find_element(By.XPATH, "following-sibling::table[1]").get_attribute("id")
+    assert column(browser, table, 1) == ["continual"]  # its one row, of its own kind
+    assert column(browser, "mmu-synth__tiny-llava-0", 1).count("continual") == 0  # never in the main table
+    gap = header_index(browser, table, "gap vs one-shot")
+    assert [float(v) for v in column(browser, table, gap)] == pytest.approx([-0.125])  # final overall - the one-shot's
+    plot = browser.execute_script(
+        "const i = [...document.images].find(i => i.getAttribute('src').endsWith('__continual.png'));"
+        "return i && i.complete ? i.naturalWidth : 0")
+    assert plot > 0
+    assert console_errors(browser) == []
+    browser.find_element(By.ID, table).find_element(By.LINK_TEXT, f"seed {one_shot['seed']}").click()
+    assert browser.current_url == (stream / "report.html").as_uri()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#continual-matrix tbody tr")) == 3
