@@ -23,8 +23,7 @@ mmu-bench sweep --methods "${methods%,manu}" "${long[@]}"
 mmu-bench sweep --methods manu --method-arg iterations=16 --trajectory 16 --seeds "$seeds" --forget-ratios 10 \
   --output-dir "$runs" --quiet
 mmu-bench sweep --methods mmunlearner --method-arg mask=random "${long[@]}"
-# 3. continual: every method at its tuned setting, the forget set as 5 requests of 2 % (docs/continual.md),
-#    with the attacks on the final model; each stream pairs with its one-shot run of step 1
-mmu-bench sweep --methods "$methods" --seeds "$seeds" --forget-ratios 10 --requests 5 --attacks \
-  --output-dir "$runs" --quiet
+# 3. continual: every method at its tuned setting, the forget set as 5 requests of 2 % (docs/continual.md);
+#    each stream pairs with the one-shot run of step 1 of the same method, configuration and seed
+mmu-bench sweep --methods "$methods" --seeds "$seeds" --forget-ratios 10 --requests 5 --output-dir "$runs" --quiet
 mmu-bench leaderboard --runs "$runs" --output leaderboards

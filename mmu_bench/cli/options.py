@@ -95,6 +95,10 @@ def add_continual_options(parser: argparse.ArgumentParser) -> None:
 
 def continual_block(args: argparse.Namespace, values: dict) -> None:
     """--requests / --request-ratios / --total-forget-ratio into the config's ``continual`` block."""
+    if not isinstance(values.get("continual") or {}, dict):  # the YAML's block: its own clear error
+        from mmu_bench.spec.continual import Continual
+
+        Continual.of(values["continual"])
     block = dict(values.get("continual") or {})
     if getattr(args, "requests", None) is not None:
         block["requests"] = coerce(args.requests, int, "--requests")

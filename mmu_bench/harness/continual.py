@@ -35,7 +35,7 @@ from mmu_bench.harness.clock import Clock
 from mmu_bench.harness.evaluate import Encodings, evaluate, needs_of
 from mmu_bench.harness.references import role_records
 from mmu_bench.harness.run import Request, Stream, finish, unlearn
-from mmu_bench.harness.session import open_session
+from mmu_bench.harness.session import load_benchmark, open_session
 from mmu_bench.runs import continual, results
 from mmu_bench.runs.folder import write_failure
 from mmu_bench.runs.stats import cluster_sums
@@ -94,17 +94,23 @@ def gold_role(session) -> str | None:
     return next((role for role in GOLD_ROLES if role in session.refs), None)
 
 
-def gold_clusters(session, role: str | None, people: list[str], ratio: float, tasks, score: dict) -> dict | None:
+def gold_clusters(session, role: str | None, people: list[str], tasks, score: dict) -> dict | None:
     """The per-person sums of the gold reference of everyone forgotten so far (``people``):
     trained and cached like the other references, when the provider trains its own (a gold
-    model given as a checkpoint serves its own forget set only: None for earlier requests)."""
+    model given as a checkpoint serves its own forget set only: None for earlier requests).
+
+    The gold is scored on the stream's items (the whole benchmark's, as the requests' models
+    are), so its view keeps the whole benchmark's forget ratio: cached records are keyed by the
+    model and the benchmark's key, and a view named by the cumulative forget ratio would find the
+    records of the benchmark of that ratio (another forget split, other items in each task: a
+    split's 10 % are not the people a 15 % stream forgot first)."""
     provider, benchmark = session.provider, session.benchmark
     if role is None:
         return None
     if set(people) == set(benchmark.forget_entities):
         records = session.refs[role].records
     else:
-        view = relabel(benchmark, people, [], ratio)
+        view = relabel(benchmark, people, [], benchmark.forget_ratio)
         if not isinstance(provider, CachedProvider) or provider.path(role, view) != provider.cache_path(role, view):
             return None
         records = role_records(provider, role, view, session.all_tasks, session.settings, session.device).records
@@ -127,13 +133,18 @@ class Planned:
     tasks: list
     score: dict
     role: str | None
+    roles: list[str | None] | None = None  # each gold's role (None: no gold); default ``role`` where there is one
+
+    def __post_init__(self):
+        if self.roles is None:
+            self.roles = [self.role if gold is not None else None for gold in self.golds]
 
 
-def plan_stream(plan: Plan, session) -> Planned:
-    """The requests of ``plan`` on the session's benchmark, with the gold reference of each
-    cumulative forget set (trained and cached on first use: ``mmu-bench prepare --requests K``
-    does it ahead)."""
-    people = requests_of(plan, session.benchmark)
+def plan_stream(plan: Plan, session, people: list[list[str]] | None = None) -> Planned:
+    """The requests of ``plan`` on the session's benchmark (``people``: found already), with the
+    gold reference of each cumulative forget set (trained and cached on first use: ``mmu-bench
+    prepare --requests K`` does it ahead)."""
+    people = requests_of(plan, session.benchmark) if people is None else people
     tasks = scoring.primary_tasks(session.tasks)
     score = {t.name: list(t.score) for t in tasks}
     role = gold_role(session)
@@ -141,8 +152,26 @@ def plan_stream(plan: Plan, session) -> Planned:
     everyone = len(session.benchmark.forget_entities)
     cumulative = [sorted(set().union(*people[: j + 1])) for j in range(len(people))]
     ratios = [total * len(c) / everyone for c in cumulative]
-    golds = [gold_clusters(session, role, c, r, tasks, score) for c, r in zip(cumulative, ratios)]
-    return Planned(people, cumulative, ratios, golds, tasks, score, role)
+    golds = [gold_clusters(session, role, c, tasks, score) for c in cumulative]
+    roles = [role if gold is not None else None for gold in golds]
+    floor = floor_role(session, tasks)
+    if floor is not None and floor != roles[-1]:
+        # The last request's gold is the one the final scores are normalised against (the run's
+        # floor: the first gold reference below the vanilla model), so that its row and the
+        # run's overall score agree.
+        golds[-1], roles[-1] = gold_clusters(session, floor, cumulative[-1], tasks, score), floor
+    return Planned(people, cumulative, ratios, golds, tasks, score, role, roles)
+
+
+def floor_role(session, tasks) -> str | None:
+    """The gold reference the run's forgetting score is normalised against (``results.normalisation``
+    over the reference models' scores: the first gold role that scores below the vanilla model);
+    None when none does (the floor is chance)."""
+    infos = scoring.task_infos(tasks, session.measures)
+    dims = {role: results.dimension_scores(scores, infos, session.ref_scores.get("vanilla"))
+            for role, scores in session.ref_scores.items()}
+    spec = results.normalisation(dims, infos, {})
+    return next((s.floor for s in spec.values() if s.floor in GOLD_ROLES), None)
 
 
 def run_continual(plan: Plan, progress: bool = True) -> Path | None:
@@ -156,10 +185,14 @@ def run_continual(plan: Plan, progress: bool = True) -> Path | None:
     trackers = tracking.start(plan.config, plan.method, plan.key)
     try:
         with clock.phase("session"):
+            # The requests first, from the benchmark alone: a stream that cannot be split (more
+            # requests than forget people, splits that are not nested, unknown ids) fails before
+            # any reference model is trained.
+            asked = requests_of(plan, load_benchmark(plan))
             session = open_session(plan, progress)
-            stream = plan_stream(plan, session)
+            stream = plan_stream(plan, session, asked)
             people, cumulative, ratios, golds = stream.people, stream.cumulative, stream.ratios, stream.golds
-            tasks, score, role = stream.tasks, stream.score, stream.role
+            tasks, score, role, roles = stream.tasks, stream.score, stream.role, stream.roles
             vanilla = [dict(r) for r in session.refs["vanilla"].records if r["task"] in score]
             scoring.score({"vanilla": vanilla}, tasks, session.measures)
         lines = [{"request": 0, "people": [], "model": "vanilla", "clusters": cluster_sums(vanilla, score),
@@ -190,7 +223,7 @@ def run_continual(plan: Plan, progress: bool = True) -> Path | None:
                                     f"(recorded in {folder})", folder) from exc
             trained.append(unlearned.training)
             lines.append({"request": j, "people": request, "clusters": cluster_sums(records, score),
-                          "gold": golds[j - 1], "gold_role": role if golds[j - 1] is not None else None,
+                          "gold": golds[j - 1], "gold_role": roles[j - 1],
                           "steps": unlearned.training["steps"], "seconds": round(time.time() - started, 2),
                           "weight_change": unlearned.weight_change})
         chance = scoring.chance(session.ref_scores["vanilla"], session.tasks, session.measures)

@@ -35,6 +35,9 @@ class Continual:
     @classmethod
     def of(cls, block: dict | None) -> Continual:
         """The ``continual`` block of a config, checked; an unknown key is an error naming it."""
+        if block is not None and not isinstance(block, dict):
+            raise MMUBenchError(f"continual: expected a mapping of options (requests, split_seed, ratios, entities, "
+                                f"total_forget_ratio), got {type(block).__name__} {block!r}")
         block = dict(block or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(block) - known)
@@ -59,8 +62,25 @@ class Continual:
         return self.count > 1
 
     def validate(self) -> None:
-        if not isinstance(self.requests, int) or isinstance(self.requests, bool) or self.requests < 1:
+        """Every option's type and value, and how they fit together; entity ids become strings
+        (YAML reads ``[[101], [102]]`` as numbers, the benchmarks' ids are strings)."""
+        if not _integer(self.requests) or self.requests < 1:
             raise MMUBenchError(f"continual: requests must be an integer >= 1, got {self.requests!r}")
+        if not _integer(self.split_seed):
+            raise MMUBenchError(f"continual: split_seed must be an integer, got {self.split_seed!r}")
+        if self.total_forget_ratio is not None and not _number(self.total_forget_ratio):
+            raise MMUBenchError(f"continual: total_forget_ratio must be a number (a percentage), got "
+                                f"{self.total_forget_ratio!r}")
+        if self.ratios is not None and (not isinstance(self.ratios, (list, tuple))
+                                        or not all(_number(r) for r in self.ratios)):
+            raise MMUBenchError(f"continual: ratios must be a list of numbers (the benchmark's nested forget splits, "
+                                f"smallest first), got {self.ratios!r}")
+        if self.entities is not None:
+            if not isinstance(self.entities, (list, tuple)) or not all(isinstance(p, (list, tuple))
+                                                                         for p in self.entities):
+                raise MMUBenchError("continual: entities must be a list of requests, each a list of entity ids "
+                                    f"(e.g. [[a, b], [c]]), got {self.entities!r}")
+            self.entities = [[str(person) for person in people] for people in self.entities]
         given = [name for name in ("ratios", "entities") if getattr(self, name)]
         if len(given) > 1:
             raise MMUBenchError("continual: give ratios or entities, not both")
@@ -107,6 +127,14 @@ class Continual:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _integer(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x  # not NaN
 
 
 def _plain(x) -> float | int:
