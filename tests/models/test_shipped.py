@@ -119,4 +119,14 @@ def test_the_shipped_set_is_the_current_recipes_and_intact():
         assert folder is not None, f"no shipped {role} model named {name}: rerun scripts/train_references.py"
         assert integrity.damage(folder) is None
         assert shipped.weights_digest(folder) == integrity.file_digest(folder / shipped.WEIGHTS)
-    assert len(list((shipped.root() / "records" / "tiny-llava").glob("*.json.gz"))) == len(provider.roles)
+    # The default continual stream's gold references (5 requests: everyone forgotten after
+    # requests 1-4; the fifth is the visual oracle above) ship too, each with its records.
+    from mmu_bench.harness.continual import relabel
+    from mmu_bench.spec.continual import split_people
+
+    requests = split_people(list(benchmark.forget_entities), 5, 0)
+    for j in range(1, 5):
+        view = relabel(benchmark, sorted(set().union(*requests[:j])), [], benchmark.forget_ratio)
+        name = provider.path("visual_oracle", view).name
+        assert shipped.model_folder("tiny-llava", name) is not None, f"no shipped gold of requests 1-{j}: {name}"
+    assert len(list((shipped.root() / "records" / "tiny-llava").glob("*.json.gz"))) == len(provider.roles) + 4
