@@ -85,7 +85,6 @@ def continual_golds(requests: int) -> list[str]:
     from mmu_bench.harness.run import prepare
     from mmu_bench.spec.config import RunConfig
     from mmu_bench.spec.plan import for_references
-    from mmu_bench.spec.plan import for_references
 
     plan = for_references(RunConfig(continual={"requests": requests}), progress=True)
     session = prepare(plan, progress=True)
