@@ -31,6 +31,7 @@ from mmu_bench.core.errors import MMUBenchError
 from mmu_bench.core.processes import launched
 from mmu_bench.harness import score as scoring
 from mmu_bench.harness import tracking
+from mmu_bench.harness.attacks import gold_role
 from mmu_bench.harness.clock import Clock
 from mmu_bench.harness.evaluate import Encodings, evaluate, needs_of
 from mmu_bench.harness.references import role_records
@@ -39,7 +40,7 @@ from mmu_bench.harness.session import load_benchmark, open_session
 from mmu_bench.runs import continual, results
 from mmu_bench.runs.folder import write_failure
 from mmu_bench.runs.stats import cluster_sums
-from mmu_bench.spec.continual import given_requests, nested_requests, split_people
+from mmu_bench.spec.continual import given_requests, nested_requests, plain_ratio, split_people
 from mmu_bench.spec.plan import Plan, one_shot_key
 
 FORGOTTEN = "forgotten"  # the split label of people forgotten by an earlier request
@@ -64,16 +65,12 @@ def requests_of(plan: Plan, benchmark: Benchmark) -> list[list[str]]:
         sets = []
         for ratio in stream.ratios[:-1]:
             try:
-                sets.append(list(plan.benchmark.load(_plain(ratio), **plan.config.benchmark_args).forget_entities))
+                sets.append(list(plan.benchmark.load(plain_ratio(ratio), **plan.config.benchmark_args).forget_entities))
             except (TypeError, ValueError) as exc:
                 raise MMUBenchError(f"continual: benchmark {plan.config.benchmark!r} at forget ratio {ratio:g}: "
                                     f"{exc}") from exc
         return nested_requests([*sets, forget], [float(r) for r in stream.ratios])
     return split_people(forget, stream.count, stream.split_seed)
-
-
-def _plain(x: float) -> float | int:
-    return int(x) if float(x).is_integer() else float(x)
 
 
 def relabel(benchmark: Benchmark, forget: list[str], forgotten: list[str], ratio: float) -> Benchmark:
@@ -88,10 +85,6 @@ def relabel(benchmark: Benchmark, forget: list[str], forgotten: list[str], ratio
     gone = set(forget) | set(forgotten)
     return replace(benchmark, train=train, forget_ratio=ratio, forget_entities=tuple(sorted(forget)),
                    retain_entities=tuple(sorted((set(benchmark.retain_entities) | set(benchmark.forget_entities)) - gone)))
-
-
-def gold_role(session) -> str | None:
-    return next((role for role in GOLD_ROLES if role in session.refs), None)
 
 
 def gold_clusters(session, role: str | None, people: list[str], tasks, score: dict) -> dict | None:
@@ -147,7 +140,7 @@ def plan_stream(plan: Plan, session, people: list[list[str]] | None = None) -> P
     people = requests_of(plan, session.benchmark) if people is None else people
     tasks = scoring.primary_tasks(session.tasks)
     score = {t.name: list(t.score) for t in tasks}
-    role = gold_role(session)
+    role = gold_role(session.refs)
     total = float(session.benchmark.forget_ratio)
     everyone = len(session.benchmark.forget_entities)
     cumulative = [sorted(set().union(*people[: j + 1])) for j in range(len(people))]

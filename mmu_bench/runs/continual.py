@@ -26,7 +26,6 @@ resample: the leaderboard's intervals come from it (``mmu_bench.runs.stats``).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -202,9 +201,6 @@ def summary(lines: list[dict], infos: dict[str, results.TaskInfo], chance: dict[
         "per_person": found["per_person"],
     }
 
-
-def finite(x) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
 # -- for reports: resampling, the erosion curves, the one-shot run under the same draws ----------

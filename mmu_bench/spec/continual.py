@@ -109,9 +109,9 @@ class Continual:
         """The forget ratio of the whole stream: the last nested split, the given total, or the
         run's forget ratio."""
         if self.ratios:
-            return _plain(self.ratios[-1])
+            return plain_ratio(self.ratios[-1])
         if self.total_forget_ratio is not None:
-            return _plain(self.total_forget_ratio)
+            return plain_ratio(self.total_forget_ratio)
         return forget_ratio
 
     def key(self) -> dict:
@@ -137,7 +137,8 @@ def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x  # not NaN
 
 
-def _plain(x) -> float | int:
+def plain_ratio(x) -> float | int:
+    """A forget ratio as adapters and folder names take it: 10, not 10.0."""
     x = float(x)
     return int(x) if x.is_integer() else x
 
